@@ -1,0 +1,1 @@
+"""Built-in plugin: data components of the kernel (filled in by the data library)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: engine components of the kernel (filled in by the engine library)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: layers components of the kernel (filled in by the layers library)."""

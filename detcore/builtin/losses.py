@@ -1,0 +1,1 @@
+"""Built-in plugin: losses components of the kernel (filled in by the losses library)."""

@@ -1,0 +1,1 @@
+"""Built-in plugin: metrics components of the kernel (filled in by the metrics library)."""

@@ -1,0 +1,322 @@
+"""TOML configs: data only, merged from bases, overridden from the command line, checked before use.
+
+- ``extends = ["../_base_/models/retinanet_r50_fpn.toml", ...]`` (paths relative to the file) are
+  merged in order, then the file itself: tables merge deeply, scalars and arrays replace, and a table
+  with ``_replace = true`` replaces what it overrides instead of merging into it.
+- ``--set a.b.c=value`` overrides parse ``value`` as a TOML value (``1e-3``, ``true``, ``[1, 2]``,
+  ``"text"``); anything that is not valid TOML is taken as a string. Array items are addressed by
+  index (``data.train.pipeline.2.scale=[800, 600]``).
+- Every key remembers the file or override that set it (``Config.provenance``), so errors and
+  ``detcore config show --provenance`` can name it.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Iterable
+
+from detcore.errors import ComponentError, ConfigError, nearest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11 only
+    import tomli as tomllib
+
+REPLACE_KEY = "_replace"
+OVERRIDE_SOURCE = "--set"
+
+
+class Config:
+    """A merged config: plain nested dicts and lists, plus where each key came from."""
+
+    def __init__(
+        self, data: dict[str, Any], provenance: dict[str, str] | None = None, filename: str | None = None
+    ) -> None:
+        self.data = data
+        self.provenance = provenance or {}
+        self.filename = filename
+
+    # -- access ------------------------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The value at a dotted path (``"model.backbone.depth"``), or ``default``."""
+        node: Any = self.data
+        for part in path.split("."):
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return default
+        return node
+
+    def source_of(self, path: str) -> str:
+        """The file or override that set ``path`` (or its nearest set ancestor)."""
+        parts = path.split(".")
+        while parts:
+            key = ".".join(parts)
+            if key in self.provenance:
+                return self.provenance[key]
+            parts.pop()
+        return self.filename or "<config>"
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self.data)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(_drop_none(self.data))
+
+    def dump(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_toml())
+
+    def __repr__(self) -> str:
+        return f"Config(filename={self.filename!r}, keys={list(self.data)})"
+
+
+# -- loading -------------------------------------------------------------------------------------------
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
+    """Read a TOML config, merge its ``extends`` chain and apply ``--set`` overrides."""
+    path = Path(path).resolve()
+    data, provenance = _load_merged(path, stack=())
+    for override in overrides:
+        apply_override(data, provenance, override)
+    return Config(data, provenance, str(path))
+
+
+def _load_merged(path: Path, stack: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, str]]:
+    if path in stack:
+        chain = " -> ".join(str(p) for p in (*stack, path))
+        raise ConfigError(f"{path}: circular 'extends': {chain}")
+    raw = read_toml(path)
+    bases = raw.pop("extends", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: 'extends' must be a list of file paths, got {bases!r}")
+    data: dict[str, Any] = {}
+    provenance: dict[str, str] = {}
+    for base in bases:
+        base_path = (path.parent / base).resolve()
+        if not base_path.exists():
+            raise ConfigError(f"{path}: extends: base config '{base}' not found (looked at {base_path})")
+        base_data, base_prov = _load_merged(base_path, (*stack, path))
+        merge_into(data, provenance, base_data, base_prov)
+    own_prov: dict[str, str] = {}
+    _record(raw, str(path), own_prov, "")
+    merge_into(data, provenance, raw, own_prov)
+    return data, provenance
+
+
+def _record(node: Any, source: str, provenance: dict[str, str], prefix: str) -> None:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == REPLACE_KEY:
+                continue
+            path = f"{prefix}.{key}" if prefix else key
+            provenance[path] = source
+            _record(value, source, provenance, path)
+
+
+def merge_into(
+    dst: dict[str, Any],
+    dst_prov: dict[str, str],
+    src: Mapping[str, Any],
+    src_prov: Mapping[str, str],
+    prefix: str = "",
+) -> None:
+    """Merge ``src`` into ``dst`` in place: tables merge, everything else (and ``_replace`` tables) replaces."""
+    for key, value in src.items():
+        if key == REPLACE_KEY:
+            continue
+        path = f"{prefix}.{key}" if prefix else key
+        replace = isinstance(value, Mapping) and value.get(REPLACE_KEY, False)
+        if isinstance(value, Mapping) and isinstance(dst.get(key), dict) and not replace:
+            dst_prov[path] = src_prov.get(path, dst_prov.get(path, ""))
+            merge_into(dst[key], dst_prov, value, src_prov, path)
+            continue
+        for old in [k for k in dst_prov if k.startswith(path + ".")]:
+            del dst_prov[old]
+        dst[key] = _strip_replace(copy.deepcopy(value))
+        for k, v in src_prov.items():
+            if k == path or k.startswith(path + "."):
+                dst_prov[k] = v
+
+
+def _strip_replace(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_replace(v) for k, v in value.items() if k != REPLACE_KEY}
+    if isinstance(value, list):
+        return [_strip_replace(v) for v in value]
+    return value
+
+
+def parse_value(text: str) -> Any:
+    """A TOML-typed value from override text; plain text when it is not a TOML value."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(data: dict[str, Any], provenance: dict[str, str], override: str) -> None:
+    """Apply one ``a.b.c=value`` override in place."""
+    key_path, sep, text = override.partition("=")
+    key_path = key_path.strip()
+    if not sep or not key_path:
+        raise ConfigError(f"{OVERRIDE_SOURCE} '{override}': expected KEY.PATH=VALUE")
+    parts = key_path.split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            node = _list_item(node, part, override, where)
+            continue
+        if part not in node:
+            node[part] = {}
+        elif not isinstance(node[part], (dict, list)):
+            raise ConfigError(
+                f"{OVERRIDE_SOURCE} '{override}': '{where}' is a {type(node[part]).__name__}, not a table"
+            )
+        node = node[part]
+    value = parse_value(text.strip())
+    last = parts[-1]
+    if isinstance(node, list):
+        index = _list_index(node, last, override, key_path)
+        node[index] = value
+    else:
+        node[last] = value
+    for old in [k for k in provenance if k.startswith(key_path + ".")]:
+        del provenance[old]
+    provenance[key_path] = f"{OVERRIDE_SOURCE} {override}"
+    _record(value, f"{OVERRIDE_SOURCE} {override}", provenance, key_path)
+
+
+def _list_index(node: list, part: str, override: str, where: str) -> int:
+    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+        raise ConfigError(
+            f"{OVERRIDE_SOURCE} '{override}': '{where}' indexes an array of {len(node)} items with '{part}'"
+        )
+    return int(part)
+
+
+def _list_item(node: list, part: str, override: str, where: str) -> Any:
+    return node[_list_index(node, part, override, where)]
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+# -- validation ----------------------------------------------------------------------------------------
+
+#: The kind a table with ``type`` at this key is built as, when its name exists in several kinds.
+KIND_BY_KEY: dict[str, str] = {
+    "model": "detector",
+    "backbone": "backbone",
+    "neck": "neck",
+    "rpn_head": "dense_head",
+    "bbox_head": "dense_head",
+    "roi_head": "roi_head",
+    "mask_head": "roi_head",
+    "bbox_roi_extractor": "roi_extractor",
+    "mask_roi_extractor": "roi_extractor",
+    "optimizer": "optimizer",
+    "scheduler": "scheduler",
+    "assigner": "task_util",
+    "sampler": "task_util",
+    "bbox_coder": "task_util",
+    "anchor_generator": "task_util",
+    "prior_generator": "task_util",
+    "norm_cfg": "layer",
+    "conv_cfg": "layer",
+    "act_cfg": "layer",
+}
+
+#: Tables with ``type`` that are options of the code reading them, not registry components.
+NOT_COMPONENTS = {"nms", "init_cfg"}
+
+
+def validate_config(cfg: Config, registry: Any | None = None) -> None:
+    """Check the whole config before anything is built.
+
+    - every plugin named in ``plugins`` is installed, loaded and of a matching version;
+    - every table with a ``type`` names a known component, and its other keys are parameters of
+      that component's factory.
+
+    Raises :class:`ConfigError` / :class:`~detcore.errors.PluginError` naming the file and key path.
+    """
+    from detcore.plugins import check_required_plugins
+    from detcore.registry import check_arguments, get_registry
+
+    registry = registry or get_registry()
+    plugins = cfg.get("plugins", [])
+    if not isinstance(plugins, list):
+        raise ConfigError(f"{cfg.source_of('plugins')}: plugins: must be an array of plugin names")
+    check_required_plugins(plugins, registry.manager, where=cfg.source_of("plugins"))
+
+    def visit(node: Any, path: str) -> None:
+        if isinstance(node, list):
+            for i, item in enumerate(node):
+                visit(item, f"{path}.{i}")
+            return
+        if not isinstance(node, Mapping):
+            return
+        key = path.rsplit(".", 1)[-1]
+        if "type" in node and isinstance(node["type"], str) and key not in NOT_COMPONENTS:
+            _check_table(node, path, key)
+        for k, v in node.items():
+            visit(v, f"{path}.{k}" if path else k)
+
+    def _check_table(node: Mapping[str, Any], path: str, key: str) -> None:
+        name = node["type"]
+        where = f"{cfg.source_of(path + '.type')}: {path}"
+        entries = registry.find(name)
+        if not entries:
+            everything = {e.name: e for kind in registry.kinds() for e in registry.entries(kind)}
+            hints = nearest(name.rpartition(":")[2], everything)
+            described = ", ".join(f"'{h}' ({everything[h].kind}, plugin {everything[h].plugin})" for h in hints)
+            raise ConfigError(
+                f"{where}.type: unknown component '{name}'" + (f"; nearest names: {described}" if described else "")
+            )
+        kind = KIND_BY_KEY.get(key)
+        preferred = [e for e in entries if e.kind == kind] or entries
+        try:
+            entry = registry.get(preferred[0].kind, name)
+        except ComponentError as exc:
+            raise ConfigError(f"{where}.type: {exc}") from None
+        args = {k: v for k, v in node.items() if k != "type"}
+        for arg in args:
+            try:
+                check_arguments(entry, {arg: None}, require=False)
+            except ConfigError as exc:
+                arg_where = f"{cfg.source_of(path + '.' + arg)}: {path}.{arg}"
+                raise ConfigError(f"{arg_where}: {str(exc)}") from None
+
+    visit(cfg.data, "")

@@ -1,0 +1,242 @@
+"""The component registry: "build the component of kind K named N with these arguments".
+
+The registry is filled by calling every ``detcore_register_<kind>s`` hook on the plugin manager, one
+plugin at a time so that each component remembers which plugin and distribution offered it. A name
+offered by two plugins stays usable in its qualified form ``"plugin:Name"``; the bare name is then
+an error that names both distributions.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from detcore.errors import ComponentError, ConfigError, nearest
+from detcore.hookspecs import COMPONENT_KINDS
+from detcore.plugins import DetcorePluginManager, get_plugin_manager
+
+
+@dataclass(frozen=True)
+class ComponentEntry:
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    distribution: str
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.plugin}:{self.name}"
+
+
+class Registry:
+    """Name -> factory tables for every component kind, built from a plugin manager's hooks."""
+
+    def __init__(self, manager: DetcorePluginManager) -> None:
+        self.manager = manager
+        self._entries: dict[str, dict[str, list[ComponentEntry]]] = {kind: {} for kind in COMPONENT_KINDS}
+        for kind, hook_name in COMPONENT_KINDS.items():
+            hook = getattr(manager.hook, hook_name)
+            for impl in hook.get_hookimpls():
+                offered = impl.function()
+                if not offered:
+                    continue
+                if not isinstance(offered, Mapping):
+                    raise ComponentError(
+                        f"plugin '{impl.plugin_name}' ({manager.distribution_of(impl.plugin_name)}): "
+                        f"{hook_name}() must return a mapping name -> factory, got {type(offered).__name__}"
+                    )
+                for name, factory in offered.items():
+                    entry = ComponentEntry(
+                        kind, name, factory, impl.plugin_name, manager.distribution_of(impl.plugin_name)
+                    )
+                    self._entries[kind].setdefault(name, []).append(entry)
+
+    # -- lookup ------------------------------------------------------------------------------------
+
+    def kinds(self) -> list[str]:
+        return list(self._entries)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._table(kind))
+
+    def entries(self, kind: str) -> list[ComponentEntry]:
+        return [e for name in sorted(self._table(kind)) for e in self._table(kind)[name]]
+
+    def by_plugin(self, plugin: str) -> dict[str, list[str]]:
+        """``{kind: [names]}`` offered by one plugin."""
+        out: dict[str, list[str]] = {}
+        for kind in self._entries:
+            for entry in self.entries(kind):
+                if entry.plugin == plugin:
+                    out.setdefault(kind, []).append(entry.name)
+        return out
+
+    def _table(self, kind: str) -> dict[str, list[ComponentEntry]]:
+        if kind not in self._entries:
+            hint = nearest(kind, self._entries)
+            raise ComponentError(
+                f"unknown component kind '{kind}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
+                + f" Kinds: {', '.join(self._entries)}"
+            )
+        return self._entries[kind]
+
+    def find(self, name: str) -> list[ComponentEntry]:
+        """All entries named ``name`` (bare or qualified) across every kind."""
+        plugin, _, bare = name.rpartition(":")
+        found = []
+        for table in self._entries.values():
+            for entry in table.get(bare, []):
+                if not plugin or entry.plugin == plugin:
+                    found.append(entry)
+        return found
+
+    def get(self, kind: str, name: str) -> ComponentEntry:
+        """The entry for ``name`` (``"Name"`` or ``"plugin:Name"``) of ``kind``."""
+        table = self._table(kind)
+        plugin, _, bare = name.rpartition(":")
+        candidates = table.get(bare, [])
+        if plugin:
+            candidates = [e for e in candidates if e.plugin == plugin]
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1:
+            offered = ", ".join(f"plugin '{e.plugin}' (distribution '{e.distribution}')" for e in candidates)
+            qualified = " or ".join(f"'{e.qualified_name}'" for e in candidates)
+            raise ComponentError(
+                f"{kind} '{bare}' is offered by more than one plugin: {offered}. "
+                f"Qualify the name as {qualified}, or block one plugin."
+            )
+        raise ComponentError(self._unknown_message(kind, name))
+
+    def _unknown_message(self, kind: str, name: str) -> str:
+        plugin, _, bare = name.rpartition(":")
+        table = self._table(kind)
+        msg = f"unknown {kind} '{name}'"
+        if plugin and bare in table:
+            owners = ", ".join(sorted({e.plugin for e in table[bare]}))
+            return f"{msg}: plugin '{plugin}' does not offer it; offered by: {owners}"
+        hints = nearest(bare, table)
+        if hints:
+            described = ", ".join(
+                f"'{h}' (plugin {', '.join(e.plugin for e in table[h])})" for h in hints
+            )
+            msg += f"; nearest names: {described}"
+        elsewhere = [e for e in self.find(bare) if e.kind != kind]
+        if elsewhere:
+            msg += f"; '{bare}' exists as a {elsewhere[0].kind} (plugin {elsewhere[0].plugin})"
+        blocked = [i.name for i in self.manager.infos.values() if i.status != "loaded"]
+        if blocked:
+            msg += f". Not loaded (blocked or failed): {', '.join(sorted(blocked))}"
+        return msg
+
+    # -- building ----------------------------------------------------------------------------------
+
+    def build(self, kind: str, cfg: Mapping[str, Any] | Any, where: str = "", **defaults: Any) -> Any:
+        """Build a component from a config table ``{"type": name, **kwargs}``.
+
+        ``defaults`` are passed unless the table sets them. A value that is not a mapping (an
+        already-built object) is returned as it is; ``None`` stays ``None``.
+        """
+        if cfg is None or not isinstance(cfg, Mapping):
+            return cfg
+        args = dict(cfg)
+        where_ = f"{where}: " if where else ""
+        if "type" not in args:
+            raise ConfigError(f"{where_}a {kind} table needs a 'type' key; keys given: {sorted(args)}")
+        name = args.pop("type")
+        try:
+            entry = self.get(kind, name)
+        except ComponentError as exc:
+            raise ComponentError(f"{where_}{exc}") from None
+        kwargs = {**defaults, **args}
+        check_arguments(entry, kwargs, where=where)
+        return entry.factory(**kwargs)
+
+
+def accepted_parameters(factory: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool]:
+    """The keyword parameters a factory accepts and whether it also takes arbitrary ``**kwargs``.
+
+    For a class whose ``__init__`` forwards ``**kwargs`` to its base, the bases' parameters are
+    collected along the MRO until one ``__init__`` stops forwarding.
+    """
+    params: dict[str, inspect.Parameter] = {}
+    targets = [c.__init__ for c in inspect.getmro(factory) if "__init__" in vars(c)] if inspect.isclass(
+        factory
+    ) else [factory]
+    for target in targets:
+        if target is object.__init__:
+            return params, False
+        try:
+            sig = inspect.signature(target)
+        except (TypeError, ValueError):
+            return params, True
+        var_kw = False
+        for p in sig.parameters.values():
+            if p.name == "self" or p.kind is inspect.Parameter.VAR_POSITIONAL:
+                continue
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                var_kw = True
+                continue
+            params.setdefault(p.name, p)
+        if not var_kw:
+            return params, False
+    return params, True
+
+
+def check_arguments(
+    entry: ComponentEntry, kwargs: Mapping[str, Any], where: str = "", require: bool = True
+) -> None:
+    """Raise :class:`ConfigError` if ``kwargs`` has a key the factory does not take.
+
+    With ``require`` it also checks that every parameter without a default is given (at build time;
+    a config table alone may leave out what its parent passes in, such as ``num_classes``).
+    """
+    params, open_ended = accepted_parameters(entry.factory)
+    prefix = f"{where}: " if where else ""
+    if not open_ended:
+        for key in kwargs:
+            if key not in params and key != "type":
+                hints = nearest(key, params)
+                hint = f"; nearest valid key: '{hints[0]}'" if hints else ""
+                raise ConfigError(
+                    f"{prefix}unknown key '{key}' for {entry.kind} '{entry.name}' (plugin {entry.plugin})"
+                    f"{hint}. Valid keys: {', '.join(sorted(params))}"
+                )
+    if not require:
+        return
+    missing = [
+        name
+        for name, p in params.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and name not in kwargs
+    ]
+    if missing:
+        raise ConfigError(
+            f"{prefix}{entry.kind} '{entry.name}' (plugin {entry.plugin}) needs key(s) "
+            f"{', '.join(repr(m) for m in missing)}"
+        )
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The registry of the process-wide plugin manager, built on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = Registry(get_plugin_manager())
+    return _REGISTRY
+
+
+def reset_registry() -> None:
+    global _REGISTRY
+    _REGISTRY = None
+
+
+def build(kind: str, cfg: Mapping[str, Any] | Any, where: str = "", **defaults: Any) -> Any:
+    """Build a component of ``kind`` from a config table with the process-wide registry."""
+    return get_registry().build(kind, cfg, where=where, **defaults)
