@@ -147,7 +147,7 @@ def merge_into(
     src_prov: Mapping[str, str],
     prefix: str = "",
 ) -> None:
-    """Merge ``src`` into ``dst`` in place: tables merge, everything else (and ``_replace`` tables) replaces."""
+    """Merge ``src`` into ``dst`` in place: tables merge; other values and ``_replace`` tables replace."""
     for key, value in src.items():
         if key == REPLACE_KEY:
             continue
@@ -301,9 +301,12 @@ def validate_config(cfg: Config, registry: Any | None = None) -> None:
         if not entries:
             everything = {e.name: e for kind in registry.kinds() for e in registry.entries(kind)}
             hints = nearest(name.rpartition(":")[2], everything)
-            described = ", ".join(f"'{h}' ({everything[h].kind}, plugin {everything[h].plugin})" for h in hints)
+            described = ", ".join(
+                f"'{h}' ({everything[h].kind}, plugin {everything[h].plugin})" for h in hints
+            )
             raise ConfigError(
-                f"{where}.type: unknown component '{name}'" + (f"; nearest names: {described}" if described else "")
+                f"{where}.type: unknown component '{name}'"
+                + (f"; nearest names: {described}" if described else "")
             )
         kind = KIND_BY_KEY.get(key)
         preferred = [e for e in entries if e.kind == kind] or entries

@@ -232,6 +232,4 @@ class RunEventSpecs:
         """After a checkpoint was loaded to resume a run; hooks restore what they added."""
 
 
-RUN_EVENTS: tuple[str, ...] = tuple(
-    name for name in vars(RunEventSpecs) if not name.startswith("_")
-)
+RUN_EVENTS: tuple[str, ...] = tuple(name for name in vars(RunEventSpecs) if not name.startswith("_"))

@@ -98,6 +98,9 @@ class DetcorePluginManager(pluggy.PluginManager):
         try:
             module = _import(module_name)
             self.register(module, name=name)
+            module_file = getattr(module, "__file__", None)
+            if module_file:
+                info.files.insert(0, module_file)
         except Exception:  # a broken plugin must not take the others down
             info.status = "failed"
             info.error = traceback.format_exc()
@@ -213,7 +216,9 @@ def check_required_plugins(specs: Iterable[str], manager: DetcorePluginManager, 
         try:
             req = Requirement(spec)
         except InvalidRequirement as exc:
-            raise PluginError(f"{prefix}plugins: '{spec}' is not a valid plugin requirement ({exc})") from None
+            raise PluginError(
+                f"{prefix}plugins: '{spec}' is not a valid plugin requirement ({exc})"
+            ) from None
         name = req.name.replace("-", "_")
         info = manager.infos.get(req.name) or manager.infos.get(name)
         if info is None:

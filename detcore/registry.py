@@ -78,7 +78,8 @@ class Registry:
         if kind not in self._entries:
             hint = nearest(kind, self._entries)
             raise ComponentError(
-                f"unknown component kind '{kind}'" + (f"; did you mean '{hint[0]}'?" if hint else "")
+                f"unknown component kind '{kind}'"
+                + (f"; did you mean '{hint[0]}'?" if hint else "")
                 + f" Kinds: {', '.join(self._entries)}"
             )
         return self._entries[kind]
@@ -120,9 +121,7 @@ class Registry:
             return f"{msg}: plugin '{plugin}' does not offer it; offered by: {owners}"
         hints = nearest(bare, table)
         if hints:
-            described = ", ".join(
-                f"'{h}' (plugin {', '.join(e.plugin for e in table[h])})" for h in hints
-            )
+            described = ", ".join(f"'{h}' (plugin {', '.join(e.plugin for e in table[h])})" for h in hints)
             msg += f"; nearest names: {described}"
         elsewhere = [e for e in self.find(bare) if e.kind != kind]
         if elsewhere:
@@ -163,9 +162,11 @@ def accepted_parameters(factory: Callable[..., Any]) -> tuple[dict[str, inspect.
     collected along the MRO until one ``__init__`` stops forwarding.
     """
     params: dict[str, inspect.Parameter] = {}
-    targets = [c.__init__ for c in inspect.getmro(factory) if "__init__" in vars(c)] if inspect.isclass(
-        factory
-    ) else [factory]
+    targets = (
+        [c.__init__ for c in inspect.getmro(factory) if "__init__" in vars(c)]
+        if inspect.isclass(factory)
+        else [factory]
+    )
     for target in targets:
         if target is object.__init__:
             return params, False

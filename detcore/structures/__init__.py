@@ -1,5 +1,6 @@
 """Data structures shared by datasets, models and evaluation."""
 
 from detcore.structures.instances import Instances
+from detcore.structures.masks import BitmapMasks, PolygonMasks
 
-__all__ = ["Instances"]
+__all__ = ["Instances", "BitmapMasks", "PolygonMasks"]

@@ -94,7 +94,8 @@ class Instances:
     def numpy(self) -> dict[str, Any]:
         """Fields as NumPy arrays (tensors converted), for writing results."""
         return {
-            k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in self._fields.items()
+            k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v)
+            for k, v in self._fields.items()
         }
 
     @staticmethod

@@ -1,0 +1,185 @@
+"""Checkpoint files: atomic writes, the latest pointer, safe loading and weight loading with a report.
+
+A detcore checkpoint is a dict with ``state_dict`` (model), ``optimizer``, ``scheduler``, ``meta``
+(``epoch``, ``iter``, ``inner_iter``, ``config`` as TOML text, ``detcore_version``, ``plugins``
+{name: version}, ``seed``, ``time``) and ``rng`` (a list of per-rank RNG states), plus whatever
+hooks add in ``before_save_checkpoint`` (e.g. ``ema_state_dict``). Everything in it loads with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+LATEST_FILE = "latest.pth"
+_NUMBERED = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``<path>.tmp`` in the same directory, fsync, then rename over ``path``.
+
+    A kill at any moment leaves either the previous file or the new one, never a partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_latest(work_dir: str | Path, checkpoint_name: str) -> None:
+    """Point ``<work_dir>/latest.pth`` at ``checkpoint_name``: a small text file, written atomically."""
+    path = Path(work_dir) / LATEST_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(checkpoint_name + "\n")
+    os.replace(tmp, path)
+
+
+def find_latest(work_dir: str | Path) -> Path | None:
+    """The checkpoint ``latest.pth`` points at; else the newest ``iter_N``/``epoch_N`` file; else ``None``."""
+    work_dir = Path(work_dir)
+    pointer = work_dir / LATEST_FILE
+    if pointer.is_file():
+        target = _read_pointer(pointer)
+        if target is not None and (work_dir / target).is_file():
+            return work_dir / target
+        if target is None:  # latest.pth is itself a checkpoint (copied by another tool)
+            return pointer
+    numbered = []
+    for p in work_dir.glob("*.pth"):
+        m = _NUMBERED.match(p.name)
+        if m:
+            numbered.append((p.stat().st_mtime, int(m.group(2)), p))
+    return max(numbered)[2] if numbered else None
+
+
+def _read_pointer(pointer: Path) -> str | None:
+    with open(pointer, "rb") as f:
+        head = f.read(512)
+    if b"\0" in head or pointer.stat().st_size > 512:
+        return None
+    return head.decode("utf-8", "replace").strip() or None
+
+
+def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with an error that names the file on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+        raise RuntimeError(
+            f"cannot load checkpoint '{path}' with torch.load(weights_only=True): {exc}. detcore only loads "
+            "files made of tensors and plain Python values."
+        ) from exc
+    if not isinstance(obj, Mapping):
+        raise RuntimeError(f"checkpoint '{path}' holds a {type(obj).__name__}, expected a dict")
+    return dict(obj)
+
+
+def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The model weights of a loaded file: its ``state_dict`` (or ``model``) entry, or the file itself.
+
+    A ``module.`` prefix left by (Distributed)DataParallel is removed.
+    """
+    for key in ("state_dict", "model"):
+        if key in checkpoint and isinstance(checkpoint[key], Mapping):
+            state = checkpoint[key]
+            break
+    else:
+        state = checkpoint
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)][:5]
+        raise RuntimeError(f"checkpoint has no 'state_dict' entry of tensors (non-tensor entries: {bad})")
+    if state and all(k.startswith("module.") for k in state):
+        state = OrderedDict((k[len("module."):], v) for k, v in state.items())
+    return dict(state)
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did: keys missing from the file, unexpected keys, shape mismatches."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatch: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.unexpected or self.shape_mismatch)
+
+    def format(self) -> str:
+        if self.clean:
+            return "all keys matched"
+        lines = []
+        if self.shape_mismatch:
+            lines.append("shape mismatch (kept the model's initial values):")
+            lines += [f"  {k}: checkpoint {tuple(c)} vs model {tuple(m)}" for k, c, m in self.shape_mismatch]
+        if self.missing:
+            lines.append(f"missing in the checkpoint ({len(self.missing)}): {', '.join(self.missing)}")
+        if self.unexpected:
+            lines.append(f"unexpected in the checkpoint ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+        return "\n".join(lines)
+
+
+def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = False) -> LoadReport:
+    """Load ``state_dict`` into ``model``; entries whose shape differs are skipped and reported.
+
+    With ``strict`` any mismatch raises ``RuntimeError`` with the report.
+    """
+    own = model.state_dict()
+    report = LoadReport()
+    usable: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif own[key].shape != value.shape:
+            report.shape_mismatch.append((key, tuple(value.shape), tuple(own[key].shape)))
+        else:
+            usable[key] = value
+    report.missing = [k for k in own if k not in state_dict]
+    if strict and not report.clean:
+        raise RuntimeError(f"weights do not match the model:\n{report.format()}")
+    model.load_state_dict(usable, strict=False)
+    return report
+
+
+def prune_checkpoints(work_dir: str | Path, prefix: str, max_keep: int, keep: set[str] | None = None) -> None:
+    """Delete the oldest ``<prefix>_N.pth`` files so that at most ``max_keep`` remain (``keep`` excepted)."""
+    if max_keep is None or max_keep <= 0:
+        return
+    work_dir = Path(work_dir)
+    found = []
+    for p in work_dir.glob(f"{prefix}_*.pth"):
+        m = _NUMBERED.match(p.name)
+        if m and m.group(1) == prefix and p.name not in (keep or set()):
+            found.append((int(m.group(2)), p))
+    found.sort()
+    for _, p in found[: max(0, len(found) - max_keep)]:
+        p.unlink(missing_ok=True)

@@ -1,0 +1,24 @@
+"""Layer builders named by ``*_cfg`` tables, :class:`ConvModule` and the frozen batch norm."""
+
+from detcore.models.layers.activation import Clamp, HSigmoid, Swish, build_activation_layer
+from detcore.models.layers.conv import ConvWS2d, build_conv_layer, conv_ws_2d
+from detcore.models.layers.conv_module import ConvModule
+from detcore.models.layers.norm import FrozenBatchNorm2d, build_norm_layer, infer_abbr, is_norm
+from detcore.models.layers.upsample import PixelShufflePack, build_upsample_layer
+
+__all__ = [
+    "Clamp",
+    "ConvModule",
+    "ConvWS2d",
+    "FrozenBatchNorm2d",
+    "HSigmoid",
+    "PixelShufflePack",
+    "Swish",
+    "build_activation_layer",
+    "build_conv_layer",
+    "build_norm_layer",
+    "build_upsample_layer",
+    "conv_ws_2d",
+    "infer_abbr",
+    "is_norm",
+]

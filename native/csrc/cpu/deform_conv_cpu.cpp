@@ -1,0 +1,199 @@
+// Deformable convolution v1/v2 on the CPU: deformable im2col + grouped GEMM, and the matching backward.
+#include <ATen/Parallel.h>
+
+#include "../common/deform_common.h"
+#include "../ops.h"
+
+namespace detcore {
+namespace {
+
+// columns (C * kh * kw, Ho * Wo) of one image; mask may be null (DCNv1).
+template <typename T>
+void deform_im2col(const T* input, const T* offset, const T* mask, const DeformShape& s, T* columns) {
+  const int64_t taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w;
+  const int64_t ch_per_dg = s.channels / s.deform_groups;
+  at::parallel_for(0, s.channels, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t g = c / ch_per_dg;
+      const T* plane = input + c * s.height * s.width;
+      for (int64_t i = 0; i < s.kernel_h; ++i)
+        for (int64_t j = 0; j < s.kernel_w; ++j) {
+          const int64_t k = i * s.kernel_w + j;
+          const T* off_y = offset + (g * 2 * taps + 2 * k) * L;
+          const T* off_x = off_y + L;
+          const T* m = mask ? mask + (g * taps + k) * L : nullptr;
+          T* col = columns + (c * taps + k) * L;
+          for (int64_t ho = 0; ho < s.out_h; ++ho)
+            for (int64_t wo = 0; wo < s.out_w; ++wo) {
+              const int64_t l = ho * s.out_w + wo;
+              const T y = static_cast<T>(ho * s.stride_h - s.pad_h + i * s.dil_h) + off_y[l];
+              const T x = static_cast<T>(wo * s.stride_w - s.pad_w + j * s.dil_w) + off_x[l];
+              T v = dcn_bilinear_value(plane, s.height, s.width, y, x);
+              col[l] = m ? v * m[l] : v;
+            }
+        }
+    }
+  });
+}
+
+// grad_input of one image from grad_columns (channel-parallel: each thread owns whole input planes).
+template <typename T>
+void deform_col2im(const T* grad_cols, const T* offset, const T* mask, const DeformShape& s, T* grad_input) {
+  const int64_t taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w;
+  const int64_t ch_per_dg = s.channels / s.deform_groups;
+  at::parallel_for(0, s.channels, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t g = c / ch_per_dg;
+      T* plane = grad_input + c * s.height * s.width;
+      for (int64_t i = 0; i < s.kernel_h; ++i)
+        for (int64_t j = 0; j < s.kernel_w; ++j) {
+          const int64_t k = i * s.kernel_w + j;
+          const T* off_y = offset + (g * 2 * taps + 2 * k) * L;
+          const T* off_x = off_y + L;
+          const T* m = mask ? mask + (g * taps + k) * L : nullptr;
+          const T* gc = grad_cols + (c * taps + k) * L;
+          for (int64_t ho = 0; ho < s.out_h; ++ho)
+            for (int64_t wo = 0; wo < s.out_w; ++wo) {
+              const int64_t l = ho * s.out_w + wo;
+              const T gv = m ? gc[l] * m[l] : gc[l];
+              if (gv == T(0)) continue;
+              const T y = static_cast<T>(ho * s.stride_h - s.pad_h + i * s.dil_h) + off_y[l];
+              const T x = static_cast<T>(wo * s.stride_w - s.pad_w + j * s.dil_w) + off_x[l];
+              const ScatterTaps<T> t = dcn_scatter_taps(s.height, s.width, y, x);
+              for (int q = 0; q < 4; ++q)
+                if (t.p[q] >= 0) plane[t.p[q]] += t.w[q] * gv;
+            }
+        }
+    }
+  });
+}
+
+// grad_offset (and grad_mask) of one image: each (deform group, tap, position) sums over its channels.
+template <typename T>
+void deform_col2im_coord(const T* grad_cols, const T* input, const T* offset, const T* mask, const DeformShape& s,
+                         T* grad_offset, T* grad_mask) {
+  const int64_t taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w;
+  const int64_t ch_per_dg = s.channels / s.deform_groups;
+  at::parallel_for(0, s.deform_groups * taps, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t gk = b0; gk < b1; ++gk) {
+      const int64_t g = gk / taps, k = gk % taps;
+      const int64_t i = k / s.kernel_w, j = k % s.kernel_w;
+      const T* off_y = offset + (g * 2 * taps + 2 * k) * L;
+      const T* off_x = off_y + L;
+      const T* m = mask ? mask + (g * taps + k) * L : nullptr;
+      T* go_y = grad_offset + (g * 2 * taps + 2 * k) * L;
+      T* go_x = go_y + L;
+      T* gm = grad_mask ? grad_mask + (g * taps + k) * L : nullptr;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t ho = l / s.out_w, wo = l % s.out_w;
+        const T y = static_cast<T>(ho * s.stride_h - s.pad_h + i * s.dil_h) + off_y[l];
+        const T x = static_cast<T>(wo * s.stride_w - s.pad_w + j * s.dil_w) + off_x[l];
+        T sy = 0, sx = 0, sm = 0;
+        for (int64_t c = g * ch_per_dg; c < (g + 1) * ch_per_dg; ++c) {
+          const T gc = grad_cols[(c * taps + k) * L + l];
+          const BilinearGrad<T> r = dcn_bilinear(input + c * s.height * s.width, s.height, s.width, y, x);
+          sy += gc * r.dy;
+          sx += gc * r.dx;
+          sm += gc * r.value;
+        }
+        const T mv = m ? m[l] : T(1);
+        go_y[l] = sy * mv;
+        go_x[l] = sx * mv;
+        if (gm) gm[l] = sm;
+      }
+    }
+  });
+}
+
+DeformShape make_shape(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset, int64_t stride_h,
+                       int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w,
+                       int64_t deform_groups) {
+  DeformShape s;
+  s.channels = input.size(1);
+  s.height = input.size(2);
+  s.width = input.size(3);
+  s.out_h = offset.size(2);
+  s.out_w = offset.size(3);
+  s.kernel_h = weight.size(2);
+  s.kernel_w = weight.size(3);
+  s.stride_h = stride_h; s.stride_w = stride_w;
+  s.pad_h = pad_h; s.pad_w = pad_w;
+  s.dil_h = dil_h; s.dil_w = dil_w;
+  s.deform_groups = deform_groups;
+  return s;
+}
+
+}  // namespace
+
+at::Tensor deform_conv2d_cpu(const at::Tensor& input_, const at::Tensor& weight_, const at::Tensor& offset_,
+                             const c10::optional<at::Tensor>& mask_, const c10::optional<at::Tensor>& bias,
+                             int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h,
+                             int64_t dil_w, int64_t groups, int64_t deform_groups) {
+  check_deform_args("deform_conv2d", input_, weight_, offset_, mask_, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
+                    dil_w, groups, deform_groups);
+  const at::Tensor input = input_.contiguous(), weight = weight_.contiguous(), offset = offset_.contiguous();
+  const bool use_mask = mask_.has_value() && mask_->defined();
+  const at::Tensor mask = use_mask ? mask_->contiguous() : at::Tensor();
+  const DeformShape s = make_shape(input, weight, offset, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, deform_groups);
+  const int64_t batch = input.size(0), c_out = weight.size(0), taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w;
+  at::Tensor out = at::zeros({batch, c_out, s.out_h, s.out_w}, input.options());
+  if (out.numel() > 0 && input.numel() > 0) {
+    at::Tensor columns = at::empty({s.channels * taps, L}, input.options());
+    const at::Tensor w = weight.view({groups, c_out / groups, (s.channels / groups) * taps});
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_conv2d_cpu", [&] {
+      for (int64_t b = 0; b < batch; ++b) {
+        deform_im2col<scalar_t>(input[b].data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(),
+                                use_mask ? mask[b].data_ptr<scalar_t>() : nullptr, s, columns.data_ptr<scalar_t>());
+        at::Tensor ob = out[b].view({groups, c_out / groups, L});
+        at::bmm_out(ob, w, columns.view({groups, (s.channels / groups) * taps, L}));
+      }
+    });
+  }
+  if (bias.has_value() && bias->defined()) out.add_(bias->view({1, c_out, 1, 1}));
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_conv2d_backward_cpu(
+    const at::Tensor& grad_, const at::Tensor& input_, const at::Tensor& weight_, const at::Tensor& offset_,
+    const c10::optional<at::Tensor>& mask_, const c10::optional<at::Tensor>& bias, int64_t stride_h,
+    int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
+    int64_t deform_groups) {
+  check_deform_args("deform_conv2d backward", input_, weight_, offset_, mask_, bias, stride_h, stride_w, pad_h, pad_w,
+                    dil_h, dil_w, groups, deform_groups);
+  const at::Tensor grad = grad_.contiguous(), input = input_.contiguous(), weight = weight_.contiguous(),
+                   offset = offset_.contiguous();
+  const bool use_mask = mask_.has_value() && mask_->defined();
+  const at::Tensor mask = use_mask ? mask_->contiguous() : at::Tensor();
+  const DeformShape s = make_shape(input, weight, offset, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, deform_groups);
+  const int64_t batch = input.size(0), c_out = weight.size(0), taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w;
+  const int64_t cg_k = (s.channels / groups) * taps;
+  at::Tensor grad_input = at::zeros_like(input);
+  at::Tensor grad_offset = at::zeros_like(offset);
+  at::Tensor grad_mask = use_mask ? at::zeros_like(mask) : at::zeros({0}, input.options());
+  at::Tensor grad_weight = at::zeros_like(weight);
+  at::Tensor grad_bias = at::zeros({c_out}, input.options());
+  if (grad.numel() == 0 || input.numel() == 0) return {grad_input, grad_weight, grad_offset, grad_mask, grad_bias};
+  grad_bias = grad.sum({0, 2, 3});
+  at::Tensor columns = at::empty({s.channels * taps, L}, input.options());
+  at::Tensor grad_cols = at::empty({s.channels * taps, L}, input.options());
+  const at::Tensor w = weight.view({groups, c_out / groups, cg_k});
+  at::Tensor gw = grad_weight.view({groups, c_out / groups, cg_k});
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_conv2d_backward_cpu", [&] {
+    for (int64_t b = 0; b < batch; ++b) {
+      const at::Tensor gb = grad[b].view({groups, c_out / groups, L});
+      at::bmm_out(grad_cols.view({groups, cg_k, L}), w.transpose(1, 2), gb);
+      const scalar_t* m = use_mask ? mask[b].data_ptr<scalar_t>() : nullptr;
+      deform_col2im<scalar_t>(grad_cols.data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(), m, s,
+                              grad_input[b].data_ptr<scalar_t>());
+      deform_col2im_coord<scalar_t>(grad_cols.data_ptr<scalar_t>(), input[b].data_ptr<scalar_t>(),
+                                    offset[b].data_ptr<scalar_t>(), m, s, grad_offset[b].data_ptr<scalar_t>(),
+                                    use_mask ? grad_mask[b].data_ptr<scalar_t>() : nullptr);
+      deform_im2col<scalar_t>(input[b].data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(), m, s,
+                              columns.data_ptr<scalar_t>());
+      gw.baddbmm_(gb, columns.view({groups, cg_k, L}).transpose(1, 2));
+    }
+  });
+  return {grad_input, grad_weight, grad_offset, grad_mask, grad_bias};
+}
+
+}  // namespace detcore
