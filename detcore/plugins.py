@@ -42,6 +42,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "detcore.data": "detcore.builtin.data",
     "detcore.metrics": "detcore.builtin.metrics",
     "detcore.engine": "detcore.builtin.engine",
+    "detcore.models": "detcore.builtin.models",
 }
 
 

@@ -20,6 +20,10 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.plugin_new",
     "detcore.cli.train",
     "detcore.cli.test",
+    "detcore.cli.infer_cmd",
+    "detcore.cli.browse_dataset_cmd",
+    "detcore.cli.analyze_logs_cmd",
+    "detcore.cli.demo_cmd",
 )
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# bound eagerly so that ``detcore.data.collate`` is the function, not the submodule of that name
+from detcore.data.collate import collate
+
 _EXPORTS = {
-    "collate": "detcore.data.collate",
     "build_dataset": "detcore.data.builder",
     "build_dataloader": "detcore.data.builder",
     "worker_init_fn": "detcore.data.builder",
@@ -35,7 +37,7 @@ _EXPORTS = {
     "default_shapes_root": "detcore.data.shapes",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "collate"])
 
 
 def __getattr__(name: str) -> Any:

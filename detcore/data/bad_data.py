@@ -57,7 +57,9 @@ class BadDataRecord:
     detail: str = ""
 
     def __str__(self) -> str:
-        return f"image {self.img_id} ({self.filename}): {self.reason}" + (f" - {self.detail}" if self.detail else "")
+        return f"image {self.img_id} ({self.filename}): {self.reason}" + (
+            f" - {self.detail}" if self.detail else ""
+        )
 
 
 class BadDataReporter:
@@ -140,4 +142,3 @@ class BadDataReporter:
         if reset:
             self.reset_runtime()
         return counts
-

@@ -21,8 +21,10 @@ from detcore.data.samplers import (
 )
 
 
-def build_dataset(cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | Dataset,
-                  default_args: Mapping[str, Any] | None = None) -> Dataset:
+def build_dataset(
+    cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | Dataset,
+    default_args: Mapping[str, Any] | None = None,
+) -> Dataset:
     """Build a dataset from a table ``{"type": name, **kwargs}`` through the registry kind "dataset".
 
     A list of tables builds a :class:`~detcore.data.datasets.wrappers.ConcatDataset`; so does a table
@@ -37,7 +39,9 @@ def build_dataset(cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | Dataset
     if isinstance(cfg, (list, tuple)):
         return ConcatDataset([build_dataset(c, default_args) for c in cfg])
     if not isinstance(cfg, Mapping):
-        raise TypeError(f"build_dataset: expected a dataset table or a list of tables, got {type(cfg).__name__}")
+        raise TypeError(
+            f"build_dataset: expected a dataset table or a list of tables, got {type(cfg).__name__}"
+        )
     if isinstance(cfg.get("ann_file"), (list, tuple)):
         parts = []
         for i, ann in enumerate(cfg["ann_file"]):
@@ -113,10 +117,15 @@ def build_dataloader(
     batch_sampler: Sampler | None = None
     if infinite:
         cls = InfiniteGroupBatchSampler if group else InfiniteBatchSampler
-        batch_sampler = cls(dataset, batch_size, shuffle=shuffle, seed=seed, num_replicas=num_replicas, rank=rank)
+        batch_sampler = cls(
+            dataset, batch_size, shuffle=shuffle, seed=seed, num_replicas=num_replicas, rank=rank
+        )
     elif shuffle and group:
-        sampler = (DistributedGroupSampler(dataset, batch_size, num_replicas, rank, seed=seed)
-                   if distributed else GroupSampler(dataset, batch_size, seed=seed))
+        sampler = (
+            DistributedGroupSampler(dataset, batch_size, num_replicas, rank, seed=seed)
+            if distributed
+            else GroupSampler(dataset, batch_size, seed=seed)
+        )
     elif distributed:
         sampler = DistributedSampler(dataset, num_replicas, rank, shuffle=shuffle, seed=seed)
     elif shuffle:
@@ -124,7 +133,9 @@ def build_dataloader(
     else:
         sampler = SequentialSampler(dataset)
 
-    init_fn = partial(worker_init_fn, num_workers=num_workers, rank=rank, seed=seed) if num_workers > 0 else None
+    init_fn = (
+        partial(worker_init_fn, num_workers=num_workers, rank=rank, seed=seed) if num_workers > 0 else None
+    )
     collate_fn = partial(collate, pad_size_divisor=pad_size_divisor)
     common: dict[str, Any] = dict(
         num_workers=num_workers,

@@ -43,15 +43,25 @@ def collate(samples: list[Any], pad_size_divisor: int = 1, pad_value: float = 0)
     if samples and isinstance(samples[0], (list, tuple)):
         n_aug = len(samples[0])
         if any(len(s) != n_aug for s in samples):
-            raise ValueError("collate: test-time-augmentation samples have different numbers of augmentations")
+            raise ValueError(
+                "collate: test-time-augmentation samples have different numbers of augmentations"
+            )
         per_aug = [collate([s[k] for s in samples], pad_size_divisor, pad_value) for k in range(n_aug)]
-        out: dict[str, Any] = {"imgs": [b["imgs"] for b in per_aug], "img_metas": [b["img_metas"] for b in per_aug]}
+        out: dict[str, Any] = {
+            "imgs": [b["imgs"] for b in per_aug],
+            "img_metas": [b["img_metas"] for b in per_aug],
+        }
         for key in _LIST_KEYS:
             if key in per_aug[0]:
                 out[key] = [b[key] for b in per_aug]
         return out
     if not samples:
-        return {"imgs": torch.zeros(0, 3, 0, 0), "img_metas": [], "gt_instances": [], "gt_ignored_instances": []}
+        return {
+            "imgs": torch.zeros(0, 3, 0, 0),
+            "img_metas": [],
+            "gt_instances": [],
+            "gt_ignored_instances": [],
+        }
     for i, s in enumerate(samples):
         if not isinstance(s, dict) or "img" not in s or "img_meta" not in s:
             raise TypeError(

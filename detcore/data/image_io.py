@@ -63,7 +63,9 @@ def imread(path: str, color_type: str = "color") -> np.ndarray:
                     order = [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])
                     arr = arr[:, :, order]
             else:
-                raise ValueError(f"color_type must be 'color', 'grayscale' or 'unchanged', got {color_type!r}")
+                raise ValueError(
+                    f"color_type must be 'color', 'grayscale' or 'unchanged', got {color_type!r}"
+                )
     except ValueError:
         raise
     except Exception as exc:  # PIL raises many types for corrupt data

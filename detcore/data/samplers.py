@@ -38,8 +38,9 @@ def _flags(dataset: Sized) -> np.ndarray:
     return flag
 
 
-def _grouped_indices(flag: np.ndarray, samples_per_gpu: int, rng: np.random.RandomState, shuffle: bool,
-                     multiple: int) -> np.ndarray:
+def _grouped_indices(
+    flag: np.ndarray, samples_per_gpu: int, rng: np.random.RandomState, shuffle: bool, multiple: int
+) -> np.ndarray:
     """Indices ordered so that chunks of ``samples_per_gpu`` share a group; each group padded to a
     multiple of ``multiple`` (``samples_per_gpu * num_replicas``) with random repeats of its members."""
     chunks = []
@@ -89,8 +90,15 @@ class DistributedGroupSampler(Sampler[int]):
     """Aspect-ratio grouping across ``num_replicas`` processes: each rank gets ``len / num_replicas``
     indices, and every batch of ``samples_per_gpu`` on every rank shares one group."""
 
-    def __init__(self, dataset: Sized, samples_per_gpu: int = 1, num_replicas: int | None = None,
-                 rank: int | None = None, seed: int = 0, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        dataset: Sized,
+        samples_per_gpu: int = 1,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
         r, w = get_dist_info()
         self.rank = r if rank is None else int(rank)
         self.num_replicas = w if num_replicas is None else int(num_replicas)
@@ -128,19 +136,38 @@ class DistributedSampler(_TorchDistributedSampler):
     """``torch.utils.data.DistributedSampler`` with the rank/world size taken from torch.distributed
     when not given, so that it also works (as one replica) in a single process."""
 
-    def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None,
-                 shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: Sized,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         r, w = get_dist_info()
-        super().__init__(dataset, num_replicas=w if num_replicas is None else num_replicas,
-                         rank=r if rank is None else rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+        super().__init__(
+            dataset,
+            num_replicas=w if num_replicas is None else num_replicas,
+            rank=r if rank is None else rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
 
 
 class InfiniteSampler(Sampler[int]):
     """An endless stream of indices for iteration-based runs; rank ``r`` of ``w`` takes every
     ``w``-th index of one shared seeded stream (reshuffled after each pass when ``shuffle``)."""
 
-    def __init__(self, dataset: Sized, shuffle: bool = True, seed: int = 0, num_replicas: int | None = None,
-                 rank: int | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Sized,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
         r, w = get_dist_info()
         self.rank = r if rank is None else int(rank)
         self.num_replicas = w if num_replicas is None else int(num_replicas)
@@ -174,8 +201,15 @@ class InfiniteSampler(Sampler[int]):
 class InfiniteBatchSampler(Sampler[list]):
     """Batches drawn from an :class:`InfiniteSampler` stream."""
 
-    def __init__(self, dataset: Sized, batch_size: int = 1, shuffle: bool = True, seed: int = 0,
-                 num_replicas: int | None = None, rank: int | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Sized,
+        batch_size: int = 1,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
         self.sampler = InfiniteSampler(dataset, shuffle, seed, num_replicas, rank)
         self.batch_size = batch_size
 
@@ -195,8 +229,15 @@ class InfiniteGroupBatchSampler(InfiniteBatchSampler):
     """Endless batches whose images share the aspect-ratio group (``dataset.flag``): indices from the
     stream are put in per-group buckets and a bucket is emitted as soon as it holds ``batch_size``."""
 
-    def __init__(self, dataset: Sized, batch_size: int = 1, shuffle: bool = True, seed: int = 0,
-                 num_replicas: int | None = None, rank: int | None = None) -> None:
+    def __init__(
+        self,
+        dataset: Sized,
+        batch_size: int = 1,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
         super().__init__(dataset, batch_size, shuffle, seed, num_replicas, rank)
         self.flag = _flags(dataset)
 

@@ -30,10 +30,14 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     return path
@@ -118,7 +122,7 @@ def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]
         bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)][:5]
         raise RuntimeError(f"checkpoint has no 'state_dict' entry of tensors (non-tensor entries: {bad})")
     if state and all(k.startswith("module.") for k in state):
-        state = OrderedDict((k[len("module."):], v) for k, v in state.items())
+        state = OrderedDict((k[len("module.") :], v) for k, v in state.items())
     return dict(state)
 
 
@@ -144,11 +148,15 @@ class LoadReport:
         if self.missing:
             lines.append(f"missing in the checkpoint ({len(self.missing)}): {', '.join(self.missing)}")
         if self.unexpected:
-            lines.append(f"unexpected in the checkpoint ({len(self.unexpected)}): {', '.join(self.unexpected)}")
+            lines.append(
+                f"unexpected in the checkpoint ({len(self.unexpected)}): {', '.join(self.unexpected)}"
+            )
         return "\n".join(lines)
 
 
-def load_weights(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = False) -> LoadReport:
+def load_weights(
+    model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool = False
+) -> LoadReport:
     """Load ``state_dict`` into ``model``; entries whose shape differs are skipped and reported.
 
     With ``strict`` any mismatch raises ``RuntimeError`` with the report.

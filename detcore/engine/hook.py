@@ -39,7 +39,9 @@ def get_priority(priority: int | str) -> int:
         return priority
     if isinstance(priority, str) and priority.upper() in PRIORITIES:
         return PRIORITIES[priority.upper()]
-    raise ValueError(f"unknown hook priority {priority!r}; use an int 0..100 or one of {', '.join(PRIORITIES)}")
+    raise ValueError(
+        f"unknown hook priority {priority!r}; use an int 0..100 or one of {', '.join(PRIORITIES)}"
+    )
 
 
 class Hook:

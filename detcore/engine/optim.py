@@ -24,8 +24,13 @@ from torch import nn
 
 from detcore.errors import ConfigError
 
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm,
-              nn.LocalResponseNorm)
+NORM_TYPES = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.modules.instancenorm._InstanceNorm,
+    nn.LocalResponseNorm,
+)
 PARAMWISE_KEYS = {"norm_decay_mult", "bias_decay_mult", "bias_lr_mult", "custom_keys"}
 
 
@@ -33,28 +38,48 @@ PARAMWISE_KEYS = {"norm_decay_mult", "bias_decay_mult", "bias_lr_mult", "custom_
 
 
 def SGD(  # noqa: N802 - named as the config's type
-    params: Any, lr: float, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
-    dampening: float = 0.0, paramwise_cfg: dict | None = None,
+    params: Any,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    dampening: float = 0.0,
+    paramwise_cfg: dict | None = None,
 ) -> torch.optim.Optimizer:
     """torch.optim.SGD; ``paramwise_cfg`` is applied by :func:`build_optimizer` before this is called."""
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-                           dampening=dampening)
+    return torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, dampening=dampening
+    )
 
 
 def Adam(  # noqa: N802
-    params: Any, lr: float = 1e-3, betas: tuple[float, float] | list[float] = (0.9, 0.999), eps: float = 1e-8,
-    weight_decay: float = 0.0, amsgrad: bool = False, paramwise_cfg: dict | None = None,
+    params: Any,
+    lr: float = 1e-3,
+    betas: tuple[float, float] | list[float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    paramwise_cfg: dict | None = None,
 ) -> torch.optim.Optimizer:
     """torch.optim.Adam."""
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+    return torch.optim.Adam(
+        params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
+    )
 
 
 def AdamW(  # noqa: N802
-    params: Any, lr: float = 1e-3, betas: tuple[float, float] | list[float] = (0.9, 0.999), eps: float = 1e-8,
-    weight_decay: float = 1e-2, amsgrad: bool = False, paramwise_cfg: dict | None = None,
+    params: Any,
+    lr: float = 1e-3,
+    betas: tuple[float, float] | list[float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+    amsgrad: bool = False,
+    paramwise_cfg: dict | None = None,
 ) -> torch.optim.Optimizer:
     """torch.optim.AdamW."""
-    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+    return torch.optim.AdamW(
+        params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
+    )
 
 
 OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
@@ -64,7 +89,9 @@ OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
 
 
 def _match_key(name: str, patterns: list[str]) -> str | None:
-    hits = [p for p in patterns if (fnmatch.fnmatchcase(name, p) if any(c in p for c in "*?[") else p in name)]
+    hits = [
+        p for p in patterns if (fnmatch.fnmatchcase(name, p) if any(c in p for c in "*?[") else p in name)
+    ]
     return max(hits, key=len) if hits else None
 
 
@@ -75,7 +102,9 @@ def param_groups(
     cfg = dict(paramwise_cfg or {})
     unknown = set(cfg) - PARAMWISE_KEYS
     if unknown:
-        raise ConfigError(f"optimizer.paramwise_cfg: unknown key(s) {sorted(unknown)}; valid: {sorted(PARAMWISE_KEYS)}")
+        raise ConfigError(
+            f"optimizer.paramwise_cfg: unknown key(s) {sorted(unknown)}; valid: {sorted(PARAMWISE_KEYS)}"
+        )
     custom = dict(cfg.get("custom_keys", {}))
     for key, opts in custom.items():
         if not isinstance(opts, Mapping) or set(opts) - {"lr_mult", "decay_mult"}:
@@ -104,8 +133,14 @@ def param_groups(
                 lr_mult = float(cfg.get("bias_lr_mult", 1.0))
             group = groups.setdefault(
                 (lr_mult, decay_mult),
-                {"params": [], "param_names": [], "lr": lr * lr_mult, "weight_decay": weight_decay * decay_mult,
-                 "lr_mult": lr_mult, "decay_mult": decay_mult},
+                {
+                    "params": [],
+                    "param_names": [],
+                    "lr": lr * lr_mult,
+                    "weight_decay": weight_decay * decay_mult,
+                    "lr_mult": lr_mult,
+                    "decay_mult": decay_mult,
+                },
             )
             group["params"].append(param)
             group["param_names"].append(name)
@@ -119,7 +154,9 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Opt
     model = getattr(model, "module", model)
     args = dict(cfg)
     if "type" not in args:
-        raise ConfigError(f"optimizer: the table needs a 'type' (SGD, Adam, AdamW, ...); keys given: {sorted(args)}")
+        raise ConfigError(
+            f"optimizer: the table needs a 'type' (SGD, Adam, AdamW, ...); keys given: {sorted(args)}"
+        )
     if "lr" not in args:
         raise ConfigError("optimizer: the table needs 'lr'")
     entry = get_registry().get("optimizer", args.pop("type"))

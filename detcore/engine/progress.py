@@ -23,8 +23,14 @@ def format_seconds(seconds: float) -> str:
 class ProgressBar:
     """``[#####.....] done/total, rate, elapsed, ETA`` redrawn in place at most every ``min_interval`` s."""
 
-    def __init__(self, total: int, desc: str = "", stream: TextIO | None = None, width: int = 30,
-                 min_interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        total: int,
+        desc: str = "",
+        stream: TextIO | None = None,
+        width: int = 30,
+        min_interval: float = 0.1,
+    ) -> None:
         self.total = max(int(total), 0)
         self.desc = desc
         self.stream = stream or sys.stdout
@@ -49,8 +55,10 @@ class ProgressBar:
         filled = int(round(frac * self.width))
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         bar = "#" * filled + "." * (self.width - filled)
-        text = f"{self.desc}[{bar}] {self.done}/{self.total}, {rate:.1f} it/s, elapsed {format_seconds(elapsed)}, " \
-               f"ETA {format_seconds(eta)}"
+        text = (
+            f"{self.desc}[{bar}] {self.done}/{self.total}, {rate:.1f} it/s, elapsed {format_seconds(elapsed)}, "
+            f"ETA {format_seconds(eta)}"
+        )
         return f"{text} {suffix}".rstrip()
 
     def clear(self) -> None:

@@ -44,8 +44,13 @@ class StepLR(Schedule):
     ``step`` is a list of milestones, or an int (a milestone every ``step`` units). ``min_lr`` is a floor.
     """
 
-    def __init__(self, step: int | list[int], gamma: float = 0.1, min_lr: float | None = None,
-                 min_lr_ratio: float | None = None) -> None:
+    def __init__(
+        self,
+        step: int | list[int],
+        gamma: float = 0.1,
+        min_lr: float | None = None,
+        min_lr_ratio: float | None = None,
+    ) -> None:
         super().__init__(min_lr, min_lr_ratio)
         if isinstance(step, int):
             if step <= 0:
@@ -66,8 +71,14 @@ class StepLR(Schedule):
 class MultiStepLR(StepLR):
     """:class:`StepLR` with a list of milestones (``milestones`` or ``step``)."""
 
-    def __init__(self, milestones: list[int] | None = None, gamma: float = 0.1, step: list[int] | None = None,
-                 min_lr: float | None = None, min_lr_ratio: float | None = None) -> None:
+    def __init__(
+        self,
+        milestones: list[int] | None = None,
+        gamma: float = 0.1,
+        step: list[int] | None = None,
+        min_lr: float | None = None,
+        min_lr_ratio: float | None = None,
+    ) -> None:
         steps = milestones if milestones is not None else step
         if not isinstance(steps, list):
             raise ConfigError(f"lr_config: multistep needs a list of milestones, got {steps!r}")
@@ -86,7 +97,9 @@ class CosineAnnealingLR(Schedule):
 class PolyLR(Schedule):
     """``(base - min_lr) * (1 - progress / max_progress) ** power + min_lr``."""
 
-    def __init__(self, power: float = 1.0, min_lr: float | None = None, min_lr_ratio: float | None = None) -> None:
+    def __init__(
+        self, power: float = 1.0, min_lr: float | None = None, min_lr_ratio: float | None = None
+    ) -> None:
         super().__init__(min_lr, min_lr_ratio)
         self.power = power
 
@@ -162,8 +175,15 @@ class ParamSchedule:
             raise ConfigError(f"{where}.warmup_iters must be positive when warmup is set")
         self.schedule = get_registry().build("scheduler", {"type": name, **args}, where=where)
 
-    def value(self, base: float, epoch: int, iter_: int, max_epochs: int | None, max_iters: int,
-              iters_per_epoch: int | None) -> float:
+    def value(
+        self,
+        base: float,
+        epoch: int,
+        iter_: int,
+        max_epochs: int | None,
+        max_iters: int,
+        iters_per_epoch: int | None,
+    ) -> float:
         """The value at the start of iteration ``iter_`` (0-based) in epoch ``epoch``."""
         if self.by_epoch:
             if max_epochs is None:

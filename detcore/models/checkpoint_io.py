@@ -54,7 +54,9 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def load_url_to_cache(url: str, cache_dir: str | os.PathLike | None = None, sha256: str | None = None) -> Path:
+def load_url_to_cache(
+    url: str, cache_dir: str | os.PathLike | None = None, sha256: str | None = None
+) -> Path:
     """Download ``url`` into ``cache_dir`` once and return the local path.
 
     The file is written to a temporary name in the cache directory and renamed when complete, so an
@@ -101,9 +103,11 @@ def resolve_checkpoint(source: str | os.PathLike, cache_dir: str | os.PathLike |
     """Local path of a checkpoint given as a path, ``file://``/``http(s)://`` URL or ``torchvision://name``."""
     source = str(source)
     if source.startswith("torchvision://"):
-        model = source[len("torchvision://"):]
+        model = source[len("torchvision://") :]
         if model not in TORCHVISION_URLS:
-            raise KeyError(f"unknown torchvision model '{model}'; known: {', '.join(sorted(TORCHVISION_URLS))}")
+            raise KeyError(
+                f"unknown torchvision model '{model}'; known: {', '.join(sorted(TORCHVISION_URLS))}"
+            )
         source = TORCHVISION_URLS[model]
     if re.match(r"^(https?|file)://", source):
         url_hash = _HASH_IN_NAME.search(os.path.basename(urllib.parse.urlparse(source).path))
@@ -116,7 +120,9 @@ def resolve_checkpoint(source: str | os.PathLike, cache_dir: str | os.PathLike |
     return path
 
 
-def state_dict_from(source: str | os.PathLike | Mapping[str, Any], map_location: Any = "cpu") -> dict[str, Any]:
+def state_dict_from(
+    source: str | os.PathLike | Mapping[str, Any], map_location: Any = "cpu"
+) -> dict[str, Any]:
     """The state dict of a checkpoint (path, URL or an already-loaded dict).
 
     A ``state_dict`` or ``model`` wrapper is unwrapped and a leading ``module.`` (from
@@ -135,12 +141,13 @@ def state_dict_from(source: str | os.PathLike | Mapping[str, Any], map_location:
             break
     out: dict[str, Any] = OrderedDict()
     for key, value in ckpt.items():
-        out[key[len("module."):] if key.startswith("module.") else key] = value
+        out[key[len("module.") :] if key.startswith("module.") else key] = value
     return out
 
 
-def load_state_dict(module: nn.Module, state_dict: Mapping[str, Any], strict: bool = False,
-                    source: str = "state dict") -> tuple[list[str], list[str]]:
+def load_state_dict(
+    module: nn.Module, state_dict: Mapping[str, Any], strict: bool = False, source: str = "state dict"
+) -> tuple[list[str], list[str]]:
     """Load ``state_dict`` into ``module``; returns ``(missing_keys, unexpected_keys)``.
 
     Shape mismatches are always errors (naming every mismatched key). With ``strict`` missing and
@@ -153,13 +160,16 @@ def load_state_dict(module: nn.Module, state_dict: Mapping[str, Any], strict: bo
         if k in own and isinstance(v, torch.Tensor) and v.shape != own[k].shape
     ]
     if mismatched:
-        raise RuntimeError(f"size mismatch loading {source} into {type(module).__name__}: " + "; ".join(mismatched))
+        raise RuntimeError(
+            f"size mismatch loading {source} into {type(module).__name__}: " + "; ".join(mismatched)
+        )
     result = module.load_state_dict(dict(state_dict), strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     unexpected = list(result.unexpected_keys)
     if strict and (missing or unexpected):
         raise RuntimeError(
-            f"loading {source} into {type(module).__name__}: missing keys {missing}, unexpected keys {unexpected}"
+            f"loading {source} into {type(module).__name__}: missing keys {missing}, "
+            f"unexpected keys {unexpected}"
         )
     if missing:
         logger.warning("%s: missing keys in source: %s", source, ", ".join(missing))
@@ -168,7 +178,8 @@ def load_state_dict(module: nn.Module, state_dict: Mapping[str, Any], strict: bo
     return missing, unexpected
 
 
-def load_checkpoint(module: nn.Module, source: str | os.PathLike, map_location: Any = "cpu",
-                    strict: bool = False) -> tuple[list[str], list[str]]:
+def load_checkpoint(
+    module: nn.Module, source: str | os.PathLike, map_location: Any = "cpu", strict: bool = False
+) -> tuple[list[str], list[str]]:
     """Load a checkpoint file or URL into ``module``; returns ``(missing_keys, unexpected_keys)``."""
     return load_state_dict(module, state_dict_from(source, map_location), strict=strict, source=str(source))

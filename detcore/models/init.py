@@ -48,8 +48,9 @@ def normal_init(module: nn.Module, mean: float = 0, std: float = 1, bias: float 
         nn.init.constant_(module.bias, bias)
 
 
-def trunc_normal_init(module: nn.Module, mean: float = 0, std: float = 1, a: float = -2, b: float = 2,
-                      bias: float = 0) -> None:
+def trunc_normal_init(
+    module: nn.Module, mean: float = 0, std: float = 1, a: float = -2, b: float = 2, bias: float = 0
+) -> None:
     """Truncated normal in ``[a, b]`` for the weight, constant bias."""
     if _has(module, "weight"):
         nn.init.trunc_normal_(module.weight, mean, std, a, b)
@@ -78,8 +79,14 @@ def xavier_init(module: nn.Module, gain: float = 1, bias: float = 0, distributio
         nn.init.constant_(module.bias, bias)
 
 
-def kaiming_init(module: nn.Module, a: float = 0, mode: str = "fan_out", nonlinearity: str = "relu",
-                 bias: float = 0, distribution: str = "normal") -> None:
+def kaiming_init(
+    module: nn.Module,
+    a: float = 0,
+    mode: str = "fan_out",
+    nonlinearity: str = "relu",
+    bias: float = 0,
+    distribution: str = "normal",
+) -> None:
     """Kaiming/He init of the weight (default fan_out, relu, normal), constant bias."""
     if distribution not in ("uniform", "normal"):
         raise ValueError(f"kaiming_init: distribution must be 'uniform' or 'normal', got {distribution!r}")
@@ -194,8 +201,14 @@ class _Xavier(_Initializer):
 
 
 class _Kaiming(_Initializer):
-    def __init__(self, a: float = 0, mode: str = "fan_out", nonlinearity: str = "relu",
-                 distribution: str = "normal", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        a: float = 0,
+        mode: str = "fan_out",
+        nonlinearity: str = "relu",
+        distribution: str = "normal",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.a, self.mode, self.nonlinearity, self.distribution = a, mode, nonlinearity, distribution
 
@@ -209,9 +222,15 @@ class _Caffe2Xavier(_Kaiming):
 
 
 class _Pretrained:
-    def __init__(self, checkpoint: str, prefix: str | None = None, map_location: str = "cpu",
-                 strict: bool = False) -> None:
-        self.checkpoint, self.prefix, self.map_location, self.strict = checkpoint, prefix, map_location, strict
+    def __init__(
+        self, checkpoint: str, prefix: str | None = None, map_location: str = "cpu", strict: bool = False
+    ) -> None:
+        self.checkpoint, self.prefix, self.map_location, self.strict = (
+            checkpoint,
+            prefix,
+            map_location,
+            strict,
+        )
 
     def __call__(self, module: nn.Module) -> None:
         from detcore.models.checkpoint_io import load_checkpoint, load_state_dict, state_dict_from
@@ -221,7 +240,7 @@ class _Pretrained:
             return
         state = state_dict_from(self.checkpoint, map_location=self.map_location)
         prefix = self.prefix if self.prefix.endswith(".") else self.prefix + "."
-        selected = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        selected = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not selected:
             raise KeyError(
                 f"Pretrained: no key of checkpoint '{self.checkpoint}' starts with prefix '{prefix}' "

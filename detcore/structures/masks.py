@@ -85,9 +85,12 @@ class BitmapMasks(BaseMasks):
             return BitmapMasks(self.masks.copy(), self.height, self.width)
         axes = {"horizontal": (2,), "vertical": (1,), "diagonal": (1, 2)}
         if flip_direction not in axes:
-            raise ValueError(f"flip direction must be horizontal, vertical or diagonal, got {flip_direction!r}")
-        return BitmapMasks(np.ascontiguousarray(np.flip(self.masks, axis=axes[flip_direction])), self.height,
-                           self.width)
+            raise ValueError(
+                f"flip direction must be horizontal, vertical or diagonal, got {flip_direction!r}"
+            )
+        return BitmapMasks(
+            np.ascontiguousarray(np.flip(self.masks, axis=axes[flip_direction])), self.height, self.width
+        )
 
     def pad(self, out_shape: tuple[int, int], pad_val: int = 0) -> BitmapMasks:
         """Pad at the bottom/right to ``out_shape = (h, w)``."""
@@ -127,7 +130,9 @@ class BitmapMasks(BaseMasks):
             return BitmapMasks(np.empty((0, oh, ow), np.uint8), oh, ow)
         bboxes_t = torch.as_tensor(bboxes, dtype=torch.float32, device=device).reshape(-1, 4)
         inds_t = torch.as_tensor(inds, device=device).long().reshape(-1)
-        rois = torch.cat([torch.arange(len(bboxes_t), device=device, dtype=torch.float32)[:, None], bboxes_t], 1)
+        rois = torch.cat(
+            [torch.arange(len(bboxes_t), device=device, dtype=torch.float32)[:, None], bboxes_t], 1
+        )
         gt = torch.from_numpy(self.masks).to(device).index_select(0, inds_t).float()[:, None]
         targets = roi_align(gt, rois, (oh, ow), 1.0, 0, True).squeeze(1)
         out = (targets >= 0.5) if binarize else targets
@@ -167,7 +172,9 @@ class BitmapMasks(BaseMasks):
         return cls(np.concatenate([m.masks for m in masks]), h, w)
 
     @classmethod
-    def random(cls, num_masks: int = 3, height: int = 32, width: int = 32, seed: int | None = None) -> BitmapMasks:
+    def random(
+        cls, num_masks: int = 3, height: int = 32, width: int = 32, seed: int | None = None
+    ) -> BitmapMasks:
         rng = np.random.RandomState(seed)
         return cls((rng.rand(num_masks, height, width) > 0.5).astype(np.uint8), height, width)
 
@@ -222,7 +229,9 @@ class PolygonMasks(BaseMasks):
 
     def flip(self, flip_direction: str = "horizontal") -> PolygonMasks:
         if flip_direction not in ("horizontal", "vertical", "diagonal"):
-            raise ValueError(f"flip direction must be horizontal, vertical or diagonal, got {flip_direction!r}")
+            raise ValueError(
+                f"flip direction must be horizontal, vertical or diagonal, got {flip_direction!r}"
+            )
 
         def fn(p: np.ndarray) -> np.ndarray:
             if flip_direction in ("horizontal", "diagonal"):
@@ -268,7 +277,9 @@ class PolygonMasks(BaseMasks):
     ) -> BitmapMasks:
         """Mask targets from polygons: shift/scale each polygon into its box, then rasterise."""
         oh, ow = int(out_shape[0]), int(out_shape[1])
-        bboxes = np.asarray(bboxes.detach().cpu() if isinstance(bboxes, torch.Tensor) else bboxes).reshape(-1, 4)
+        bboxes = np.asarray(bboxes.detach().cpu() if isinstance(bboxes, torch.Tensor) else bboxes).reshape(
+            -1, 4
+        )
         inds = np.asarray(inds.detach().cpu() if isinstance(inds, torch.Tensor) else inds).reshape(-1)
         out = []
         for box, i in zip(bboxes, inds):

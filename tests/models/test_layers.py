@@ -90,7 +90,9 @@ def test_activations():
     assert isinstance(hs, HSigmoid)
     torch.testing.assert_close(hs(torch.tensor([-3.0, 0.0, 3.0, 10.0])), torch.tensor([0.0, 0.5, 1.0, 1.0]))
     torch.testing.assert_close(build_activation_layer({"type": "Swish"})(x), x * torch.sigmoid(x))
-    torch.testing.assert_close(build_activation_layer({"type": "Clamp", "min": 0, "max": 2})(x), x.clamp(0, 2))
+    torch.testing.assert_close(
+        build_activation_layer({"type": "Clamp", "min": 0, "max": 2})(x), x.clamp(0, 2)
+    )
     for name in ("PReLU", "ReLU6", "ELU", "Sigmoid", "Tanh", "GELU", "SiLU"):
         assert build_activation_layer({"type": name})(x).shape == x.shape
 
@@ -142,3 +144,11 @@ def test_conv_module_init_and_bias():
     assert m.conv.bias is not None and torch.all(m.conv.bias == 0)
     with pytest.raises(ValueError, match="order"):
         ConvModule(3, 4, 3, order=("conv", "act"))
+
+
+@pytest.mark.parametrize("kind", ["DCN", "DCNv2"])
+def test_conv_module_with_deformable_conv(kind):
+    m = ConvModule(4, 8, 3, padding=1, conv_cfg={"type": kind, "deform_groups": 1}, norm_cfg={"type": "BN"})
+    keys = list(m.state_dict())
+    assert keys[:3] == ["conv.weight", "conv.conv_offset.weight", "conv.conv_offset.bias"]
+    assert m(torch.randn(1, 4, 6, 6)).shape == (1, 8, 6, 6)

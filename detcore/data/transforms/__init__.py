@@ -2,8 +2,6 @@
 
 from detcore.data.transforms.compose import Compose
 from detcore.data.transforms.formatting import (
-    Collect,
-    DefaultFormatBundle,
     ImageToTensor,
     PackDetInputs,
     ToTensor,
@@ -26,9 +24,23 @@ from detcore.data.transforms.test_time_aug import MultiScaleFlipAug
 TRANSFORMS = {
     cls.__name__: cls
     for cls in (
-        LoadImageFromFile, LoadAnnotations, LoadProposals, Resize, RandomFlip, Pad, Normalize, RandomCrop,
-        SegRescale, PhotoMetricDistortion, Expand, MinIoURandomCrop, MultiScaleFlipAug, PackDetInputs,
-        DefaultFormatBundle, Collect, ImageToTensor, ToTensor, Transpose,
+        LoadImageFromFile,
+        LoadAnnotations,
+        LoadProposals,
+        Resize,
+        RandomFlip,
+        Pad,
+        Normalize,
+        RandomCrop,
+        SegRescale,
+        PhotoMetricDistortion,
+        Expand,
+        MinIoURandomCrop,
+        MultiScaleFlipAug,
+        PackDetInputs,
+        ImageToTensor,
+        ToTensor,
+        Transpose,
     )
 }
 

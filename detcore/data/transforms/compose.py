@@ -22,7 +22,9 @@ class Compose:
             elif callable(t):
                 self.transforms.append(t)
             else:
-                raise TypeError(f"pipeline[{i}]: a transform must be a table or a callable, got {type(t).__name__}")
+                raise TypeError(
+                    f"pipeline[{i}]: a transform must be a table or a callable, got {type(t).__name__}"
+                )
 
     def __call__(self, results: Any) -> Any:
         for t in self.transforms:

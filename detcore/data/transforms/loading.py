@@ -28,7 +28,9 @@ class LoadImageFromFile:
 
     def __init__(self, to_float32: bool = False, color_type: str = "color") -> None:
         if color_type not in ("color", "grayscale", "unchanged"):
-            raise ValueError(f"LoadImageFromFile: color_type must be color, grayscale or unchanged, got {color_type!r}")
+            raise ValueError(
+                f"LoadImageFromFile: color_type must be color, grayscale or unchanged, got {color_type!r}"
+            )
         self.to_float32 = to_float32
         self.color_type = color_type
 
@@ -60,8 +62,14 @@ class LoadAnnotations:
     field lists ``bbox_fields``, ``mask_fields``, ``seg_fields``.
     """
 
-    def __init__(self, with_bbox: bool = True, with_label: bool = True, with_mask: bool = False,
-                 with_seg: bool = False, poly2mask: bool = True) -> None:
+    def __init__(
+        self,
+        with_bbox: bool = True,
+        with_label: bool = True,
+        with_mask: bool = False,
+        with_seg: bool = False,
+        poly2mask: bool = True,
+    ) -> None:
         self.with_bbox = with_bbox
         self.with_label = with_label
         self.with_mask = with_mask
@@ -88,16 +96,21 @@ class LoadAnnotations:
                 raise KeyError("LoadAnnotations(with_mask=True): the dataset gives no 'masks' in ann_info")
             if self.poly2mask:
                 arr = [_segm_to_bitmap(m, h, w) for m in masks]
-                results["gt_masks"] = BitmapMasks(np.stack(arr) if arr else np.empty((0, h, w), np.uint8), h, w)
+                results["gt_masks"] = BitmapMasks(
+                    np.stack(arr) if arr else np.empty((0, h, w), np.uint8), h, w
+                )
             else:
                 polys = []
                 for i, m in enumerate(masks):
                     if not isinstance(m, list):
                         raise ValueError(
-                            f"LoadAnnotations(poly2mask=False): mask {i} of {results['img_info'].get('filename')}"
+                            f"LoadAnnotations(poly2mask=False): mask {i} of "
+                            f"{results['img_info'].get('filename')}"
                             " is RLE, which PolygonMasks cannot hold; use poly2mask=true"
                         )
-                    polys.append([np.asarray(p, dtype=np.float64) for p in m if len(p) % 2 == 0 and len(p) >= 6])
+                    polys.append(
+                        [np.asarray(p, dtype=np.float64) for p in m if len(p) % 2 == 0 and len(p) >= 6]
+                    )
                 results["gt_masks"] = PolygonMasks(polys, h, w)
             results["mask_fields"].append("gt_masks")
         if self.with_seg:
@@ -114,8 +127,10 @@ class LoadAnnotations:
         return results
 
     def __repr__(self) -> str:
-        return (f"LoadAnnotations(with_bbox={self.with_bbox}, with_label={self.with_label}, "
-                f"with_mask={self.with_mask}, with_seg={self.with_seg}, poly2mask={self.poly2mask})")
+        return (
+            f"LoadAnnotations(with_bbox={self.with_bbox}, with_label={self.with_label}, "
+            f"with_mask={self.with_mask}, with_seg={self.with_seg}, poly2mask={self.poly2mask})"
+        )
 
 
 def _segm_to_bitmap(segm: Any, h: int, w: int) -> np.ndarray:
@@ -147,7 +162,9 @@ class LoadProposals:
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         proposals = np.asarray(results["proposals"], dtype=np.float32)
         if proposals.ndim != 2 or proposals.shape[1] not in (4, 5):
-            raise ValueError(f"LoadProposals: proposals must have shape (N, 4) or (N, 5), got {proposals.shape}")
+            raise ValueError(
+                f"LoadProposals: proposals must have shape (N, 4) or (N, 5), got {proposals.shape}"
+            )
         if self.num_max_proposals is not None:
             proposals = proposals[: self.num_max_proposals]
         if proposals.shape[1] == 5:

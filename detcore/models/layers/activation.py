@@ -11,8 +11,9 @@ from detcore.models.layers._lookup import check_cfg, layer_factory
 class HSigmoid(nn.Module):
     """Hard sigmoid: ``clamp((x + bias) / divisor, min_value, max_value)``."""
 
-    def __init__(self, bias: float = 3.0, divisor: float = 6.0, min_value: float = 0.0,
-                 max_value: float = 1.0) -> None:
+    def __init__(
+        self, bias: float = 3.0, divisor: float = 6.0, min_value: float = 0.0, max_value: float = 1.0
+    ) -> None:
         super().__init__()
         if divisor == 0:
             raise ValueError("HSigmoid: divisor must not be 0")

@@ -49,7 +49,9 @@ class ConvWS2d(nn.Conv2d):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_ws_2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.eps)
+        return conv_ws_2d(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.eps
+        )
 
 
 def deform_conv_pack(*args: Any, **kwargs: Any) -> nn.Module:

@@ -58,7 +58,9 @@ class ConvModule(nn.Module):
             raise TypeError(f"ConvModule: act_cfg must be a dict or None, got {act_cfg!r}")
         order = tuple(order)
         if len(order) != 3 or set(order) != {"conv", "norm", "act"}:
-            raise ValueError(f"ConvModule: order must be a permutation of ('conv', 'norm', 'act'), got {order}")
+            raise ValueError(
+                f"ConvModule: order must be a permutation of ('conv', 'norm', 'act'), got {order}"
+            )
         if padding_mode not in ("zeros", "circular", "reflect", "replicate"):
             raise ValueError(f"ConvModule: unknown padding_mode {padding_mode!r}")
         self.conv_cfg, self.norm_cfg, self.act_cfg = conv_cfg, norm_cfg, act_cfg
@@ -83,8 +85,16 @@ class ConvModule(nn.Module):
             if padding_mode == "circular":
                 conv_kwargs["padding_mode"] = "circular"
         self.conv = build_conv_layer(
-            conv_cfg, in_channels, out_channels, kernel_size, stride=stride, padding=conv_padding,
-            dilation=dilation, groups=groups, bias=bias, **conv_kwargs,
+            conv_cfg,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=conv_padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+            **conv_kwargs,
         )
         # expose the conv's geometry as the reference does
         self.in_channels = self.conv.in_channels

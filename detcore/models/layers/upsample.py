@@ -19,7 +19,9 @@ class PixelShufflePack(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.scale_factor, self.upsample_kernel = scale_factor, upsample_kernel
         self.upsample_conv = nn.Conv2d(
-            in_channels, out_channels * scale_factor * scale_factor, upsample_kernel,
+            in_channels,
+            out_channels * scale_factor * scale_factor,
+            upsample_kernel,
             padding=(upsample_kernel - 1) // 2,
         )
         nn.init.xavier_uniform_(self.upsample_conv.weight)

@@ -181,7 +181,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_conv2d_backward_cpu", [&] {
     for (int64_t b = 0; b < batch; ++b) {
       const at::Tensor gb = grad[b].view({groups, c_out / groups, L});
-      at::bmm_out(grad_cols.view({groups, cg_k, L}), w.transpose(1, 2), gb);
+      at::Tensor gcv = grad_cols.view({groups, cg_k, L});
+      at::bmm_out(gcv, w.transpose(1, 2), gb);
       const scalar_t* m = use_mask ? mask[b].data_ptr<scalar_t>() : nullptr;
       deform_col2im<scalar_t>(grad_cols.data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(), m, s,
                               grad_input[b].data_ptr<scalar_t>());

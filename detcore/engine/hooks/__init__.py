@@ -1,0 +1,31 @@
+"""The engine's built-in run hooks."""
+
+from detcore.engine.hooks.checkpoint import CheckpointHook
+from detcore.engine.hooks.ema import EMAHook
+from detcore.engine.hooks.evaluation import EvalHook
+from detcore.engine.hooks.logger import LoggerHook
+from detcore.engine.hooks.optimizer import NonFiniteLossError, OptimizerHook
+from detcore.engine.hooks.param_scheduler import ParamSchedulerHook
+from detcore.engine.hooks.timer import IterTimerHook
+
+BUILTIN_HOOKS = {
+    "ParamSchedulerHook": ParamSchedulerHook,
+    "OptimizerHook": OptimizerHook,
+    "IterTimerHook": IterTimerHook,
+    "CheckpointHook": CheckpointHook,
+    "EvalHook": EvalHook,
+    "LoggerHook": LoggerHook,
+    "EMAHook": EMAHook,
+}
+
+__all__ = [
+    "BUILTIN_HOOKS",
+    "CheckpointHook",
+    "EMAHook",
+    "EvalHook",
+    "IterTimerHook",
+    "LoggerHook",
+    "NonFiniteLossError",
+    "OptimizerHook",
+    "ParamSchedulerHook",
+]

@@ -1,0 +1,351 @@
+"""``AnchorHead``: a dense head that classifies and regresses a fixed set of anchors per location.
+
+Training follows the reference 2.x exactly:
+
+1. anchors of every level from the prior generator, valid flags from each image's ``pad_shape``;
+2. per image, the anchors inside the image (``allowed_border``) are assigned to the ground truth by
+   ``train_cfg['assigner']`` and sampled by ``train_cfg['sampler']`` (``PseudoSampler`` when absent);
+3. positives get the label of their box and regression targets ``bbox_coder.encode(anchor, gt)``;
+   positives and sampled negatives get label weight 1 (``pos_weight`` for positives when > 0);
+4. per level, ``loss_cls`` and ``loss_bbox`` averaged by ``num_total_pos`` (``+ num_total_neg`` with a
+   real sampler), each image counting at least one positive (and one negative).
+
+Subclasses replace ``_init_layers`` and ``forward_single`` (RetinaHead) or ``loss_by_feat`` (SSDHead)
+and reuse ``get_anchors``/``get_targets``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from detcore.models.dense_heads.base_dense_head import BaseDenseHead, unpack_gt_instances
+from detcore.models.utils import anchor_inside_flags, images_to_levels, multi_apply, unmap
+from detcore.registry import build
+from detcore.structures.instances import Instances
+
+# Losses that handle the class imbalance themselves: a sampler in the config is ignored for them
+# (the reference's backwards-compatible rule).
+_SAMPLING_FREE_LOSSES = ("FocalLoss", "GHMC", "QualityFocalLoss")
+
+
+def _bare_name(type_name: str) -> str:
+    return str(type_name).rpartition(":")[2].rpartition(".")[2]
+
+
+class AnchorHead(BaseDenseHead):
+    """Anchor-based dense head with one 1x1 conv for classification and one for regression.
+
+    Args:
+        num_classes: number of object classes (background excluded).
+        in_channels: channels of the input feature maps.
+        feat_channels: channels of the hidden layers (used by subclasses).
+        anchor_generator: prior generator table (kind ``task_util``).
+        bbox_coder: box coder table (kind ``task_util``).
+        reg_decoded_bbox: regress decoded boxes (for IoU-type losses) instead of deltas.
+        loss_cls: classification loss table; ``use_sigmoid = true`` gives ``num_classes`` outputs per
+            anchor, otherwise ``num_classes + 1`` (softmax, last = background).
+        loss_bbox: regression loss table.
+        train_cfg: ``assigner``, ``sampler`` (optional), ``allowed_border`` (-1: all anchors) and
+            ``pos_weight`` (<= 0: 1).
+        test_cfg: ``nms_pre``, ``score_thr``, ``nms``, ``max_per_img`` (see ``predict_by_feat``).
+        init_cfg: weight-init table(s).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        feat_channels: int = 256,
+        anchor_generator: Mapping[str, Any] = {  # noqa: B006 - read only
+            "type": "AnchorGenerator", "scales": [8, 16, 32], "ratios": [0.5, 1.0, 2.0],
+            "strides": [4, 8, 16, 32, 64],
+        },
+        bbox_coder: Mapping[str, Any] = {  # noqa: B006 - read only
+            "type": "DeltaXYWHBBoxCoder", "clip_border": True, "target_means": (0.0, 0.0, 0.0, 0.0),
+            "target_stds": (1.0, 1.0, 1.0, 1.0),
+        },
+        reg_decoded_bbox: bool = False,
+        loss_cls: Mapping[str, Any] = {"type": "CrossEntropyLoss", "use_sigmoid": True, "loss_weight": 1.0},  # noqa: B006
+        loss_bbox: Mapping[str, Any] = {"type": "SmoothL1Loss", "beta": 1.0 / 9.0, "loss_weight": 1.0},  # noqa: B006
+        train_cfg: Mapping[str, Any] | None = None,
+        test_cfg: Mapping[str, Any] | None = None,
+        init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = {  # noqa: B006 - read only
+            "type": "Normal", "layer": "Conv2d", "std": 0.01,
+        },
+    ) -> None:
+        super().__init__(init_cfg)
+        if int(num_classes) <= 0:
+            raise ValueError(f"{type(self).__name__}: num_classes must be > 0, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.in_channels = in_channels
+        self.feat_channels = feat_channels
+        self.use_sigmoid_cls = bool(loss_cls.get("use_sigmoid", False))
+        self.cls_out_channels = self.num_classes if self.use_sigmoid_cls else self.num_classes + 1
+        self.reg_decoded_bbox = reg_decoded_bbox
+        self.bbox_coder = build("task_util", dict(bbox_coder), where=f"{type(self).__name__}.bbox_coder")
+        self.loss_cls = build("loss", dict(loss_cls), where=f"{type(self).__name__}.loss_cls")
+        self.loss_bbox = build("loss", dict(loss_bbox), where=f"{type(self).__name__}.loss_bbox")
+        self.train_cfg = dict(train_cfg) if train_cfg is not None else None
+        self.test_cfg = dict(test_cfg) if test_cfg is not None else None
+        self.sampling = False
+        if self.train_cfg:
+            self._init_assigner_sampler(_bare_name(loss_cls.get("type", "")))
+        self.prior_generator = build(
+            "task_util", dict(anchor_generator), where=f"{type(self).__name__}.anchor_generator"
+        )
+        # every level has the same number of anchors per location
+        self.num_base_priors = self.prior_generator.num_base_priors[0]
+        self._init_layers()
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors per location (the reference's older name of ``num_base_priors``)."""
+        return self.num_base_priors
+
+    @property
+    def anchor_generator(self) -> Any:
+        return self.prior_generator
+
+    def _init_assigner_sampler(self, loss_cls_type: str) -> None:
+        if "assigner" not in self.train_cfg:
+            raise ValueError(f"{type(self).__name__}: train_cfg needs an 'assigner' table")
+        where = f"{type(self).__name__}.train_cfg"
+        self.assigner = build("task_util", dict(self.train_cfg["assigner"]), where=f"{where}.assigner")
+        sampler_cfg = self.train_cfg.get("sampler")
+        if sampler_cfg is not None and _bare_name(sampler_cfg.get("type", "")) != "PseudoSampler" \
+                and loss_cls_type not in _SAMPLING_FREE_LOSSES:
+            self.sampling = True
+        else:
+            sampler_cfg = {"type": "PseudoSampler"}
+        self.sampler = build("task_util", dict(sampler_cfg), where=f"{where}.sampler")
+
+    # -- layers -----------------------------------------------------------------------------------
+
+    def _init_layers(self) -> None:
+        """``conv_cls`` and ``conv_reg``: 1x1 convs on the input features."""
+        self.conv_cls = nn.Conv2d(self.in_channels, self.num_base_priors * self.cls_out_channels, 1)
+        self.conv_reg = nn.Conv2d(self.in_channels, self.num_base_priors * 4, 1)
+
+    def forward_single(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One level ``(B, C, h, w)`` -> cls ``(B, A * cls_out, h, w)``, bbox ``(B, A * 4, h, w)``."""
+        return self.conv_cls(x), self.conv_reg(x)
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per-level outputs: ``(cls_scores, bbox_preds)``, each a list over levels."""
+        return multi_apply(self.forward_single, feats)
+
+    # -- anchors and targets ----------------------------------------------------------------------
+
+    def get_anchors(
+        self, featmap_sizes: Sequence[Sequence[int]], img_metas: Sequence[dict], device: Any = "cpu"
+    ) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+        """Per image, per level: anchors ``(h * w * A, 4)`` and valid flags ``(h * w * A,)``."""
+        multi_level_anchors = self.prior_generator.grid_priors(featmap_sizes, device=device)
+        anchor_list = [multi_level_anchors for _ in img_metas]
+        valid_flag_list = [
+            self.prior_generator.valid_flags(featmap_sizes, _pad_shape(meta), device) for meta in img_metas
+        ]
+        return anchor_list, valid_flag_list
+
+    def _get_targets_single(
+        self,
+        flat_anchors: torch.Tensor,
+        valid_flags: torch.Tensor,
+        gt_bboxes: torch.Tensor,
+        gt_bboxes_ignore: torch.Tensor | None,
+        gt_labels: torch.Tensor | None,
+        img_meta: Mapping[str, Any],
+        label_channels: int = 1,
+        unmap_outputs: bool = True,
+    ) -> tuple:
+        """Targets of one image over all its anchors ``(N, 4)``.
+
+        Returns ``(labels (N,), label_weights (N,), bbox_targets (N, 4), bbox_weights (N, 4), pos_inds,
+        neg_inds, sampling_result)``; with ``unmap_outputs`` the first four cover every anchor (those
+        outside the image get label ``num_classes`` and weight 0), otherwise only the inside ones.
+        All ``None`` when no anchor is inside the image.
+        """
+        allowed_border = self.train_cfg.get("allowed_border", -1)
+        inside_flags = anchor_inside_flags(flat_anchors, valid_flags, tuple(img_meta["img_shape"][:2]),
+                                           allowed_border)
+        if not inside_flags.any():
+            return (None,) * 7
+        anchors = flat_anchors[inside_flags, :]
+        assign_result = self.assigner.assign(
+            anchors, gt_bboxes, gt_bboxes_ignore, None if self.sampling else gt_labels
+        )
+        sampling_result = self.sampler.sample(assign_result, anchors, gt_bboxes)
+
+        num_valid = anchors.shape[0]
+        bbox_targets = torch.zeros_like(anchors)
+        bbox_weights = torch.zeros_like(anchors)
+        labels = anchors.new_full((num_valid,), self.num_classes, dtype=torch.long)
+        label_weights = anchors.new_zeros(num_valid, dtype=torch.float)
+
+        pos_inds = sampling_result.pos_inds
+        neg_inds = sampling_result.neg_inds
+        if len(pos_inds) > 0:
+            if self.reg_decoded_bbox:
+                pos_bbox_targets = sampling_result.pos_gt_bboxes
+            else:
+                pos_bbox_targets = self.bbox_coder.encode(
+                    sampling_result.pos_bboxes, sampling_result.pos_gt_bboxes
+                )
+            bbox_targets[pos_inds, :] = pos_bbox_targets.to(bbox_targets.dtype)
+            bbox_weights[pos_inds, :] = 1.0
+            if gt_labels is None:  # RPN: a single foreground class
+                labels[pos_inds] = 0
+            else:
+                labels[pos_inds] = gt_labels[sampling_result.pos_assigned_gt_inds]
+            pos_weight = self.train_cfg.get("pos_weight", -1)
+            label_weights[pos_inds] = 1.0 if pos_weight <= 0 else float(pos_weight)
+        if len(neg_inds) > 0:
+            label_weights[neg_inds] = 1.0
+
+        if unmap_outputs:
+            num_total = flat_anchors.size(0)
+            labels = unmap(labels, num_total, inside_flags, fill=self.num_classes)
+            label_weights = unmap(label_weights, num_total, inside_flags)
+            bbox_targets = unmap(bbox_targets, num_total, inside_flags)
+            bbox_weights = unmap(bbox_weights, num_total, inside_flags)
+        return labels, label_weights, bbox_targets, bbox_weights, pos_inds, neg_inds, sampling_result
+
+    def get_targets(
+        self,
+        anchor_list: list[list[torch.Tensor]],
+        valid_flag_list: list[list[torch.Tensor]],
+        gt_bboxes_list: list[torch.Tensor],
+        img_metas: Sequence[dict],
+        gt_bboxes_ignore_list: list[torch.Tensor | None] | None = None,
+        gt_labels_list: list[torch.Tensor] | None = None,
+        label_channels: int = 1,
+        unmap_outputs: bool = True,
+        return_sampling_results: bool = False,
+    ) -> tuple | None:
+        """Targets of a batch, regrouped per level.
+
+        Args:
+            anchor_list / valid_flag_list: per image, per level (from :meth:`get_anchors`).
+            gt_bboxes_list: per image ``(N_i, 4)``; gt_labels_list: per image ``(N_i,)`` (``None``: RPN).
+
+        Returns:
+            ``(labels_list, label_weights_list, bbox_targets_list, bbox_weights_list, num_total_pos,
+            num_total_neg)`` with each list per level holding ``(B, n_level[, 4])`` tensors, plus
+            ``sampling_results_list`` when asked; ``None`` when an image has no anchor inside it.
+        """
+        num_imgs = len(img_metas)
+        if not len(anchor_list) == len(valid_flag_list) == num_imgs:
+            raise ValueError(
+                f"get_targets: {len(anchor_list)} anchor lists and {len(valid_flag_list)} flag lists for "
+                f"{num_imgs} images"
+            )
+        num_level_anchors = [anchors.size(0) for anchors in anchor_list[0]]
+        concat_anchor_list = [torch.cat(anchors) for anchors in anchor_list]
+        concat_valid_flag_list = [torch.cat(flags) for flags in valid_flag_list]
+        if gt_bboxes_ignore_list is None:
+            gt_bboxes_ignore_list = [None] * num_imgs
+        if gt_labels_list is None:
+            gt_labels_list = [None] * num_imgs
+        results = multi_apply(
+            self._get_targets_single, concat_anchor_list, concat_valid_flag_list, gt_bboxes_list,
+            gt_bboxes_ignore_list, gt_labels_list, img_metas,
+            label_channels=label_channels, unmap_outputs=unmap_outputs,
+        )
+        (all_labels, all_label_weights, all_bbox_targets, all_bbox_weights, pos_inds_list, neg_inds_list,
+         sampling_results_list) = results[:7]
+        rest_results = list(results[7:])  # subclasses may return more per-image targets
+        if any(labels is None for labels in all_labels):
+            return None
+        num_total_pos = sum(max(inds.numel(), 1) for inds in pos_inds_list)
+        num_total_neg = sum(max(inds.numel(), 1) for inds in neg_inds_list)
+        res = (
+            images_to_levels(all_labels, num_level_anchors),
+            images_to_levels(all_label_weights, num_level_anchors),
+            images_to_levels(all_bbox_targets, num_level_anchors),
+            images_to_levels(all_bbox_weights, num_level_anchors),
+            num_total_pos,
+            num_total_neg,
+        )
+        if return_sampling_results:
+            res = res + (sampling_results_list,)
+        return res + tuple(images_to_levels(r, num_level_anchors) for r in rest_results)
+
+    # -- losses -----------------------------------------------------------------------------------
+
+    def loss_single(
+        self,
+        cls_score: torch.Tensor,
+        bbox_pred: torch.Tensor,
+        anchors: torch.Tensor,
+        labels: torch.Tensor,
+        label_weights: torch.Tensor,
+        bbox_targets: torch.Tensor,
+        bbox_weights: torch.Tensor,
+        num_total_samples: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Losses of one level: ``cls_score`` ``(B, A * C, h, w)``, ``bbox_pred`` ``(B, A * 4, h, w)``,
+        targets ``(B, h * w * A[, 4])``; both averaged by ``num_total_samples``."""
+        labels = labels.reshape(-1)
+        label_weights = label_weights.reshape(-1)
+        cls_score = cls_score.permute(0, 2, 3, 1).reshape(-1, self.cls_out_channels)
+        loss_cls = self.loss_cls(cls_score, labels, label_weights, avg_factor=num_total_samples)
+        bbox_targets = bbox_targets.reshape(-1, 4)
+        bbox_weights = bbox_weights.reshape(-1, 4)
+        bbox_pred = bbox_pred.permute(0, 2, 3, 1).reshape(-1, 4)
+        if self.reg_decoded_bbox:
+            bbox_pred = self.bbox_coder.decode(anchors.reshape(-1, 4), bbox_pred)
+        loss_bbox = self.loss_bbox(bbox_pred, bbox_targets, bbox_weights, avg_factor=num_total_samples)
+        return loss_cls, loss_bbox
+
+    def loss_by_feat(
+        self,
+        cls_scores: list[torch.Tensor],
+        bbox_preds: list[torch.Tensor],
+        gt_instances: Sequence[Instances],
+        img_metas: Sequence[dict],
+        gt_ignored_instances: Sequence[Instances] | None = None,
+    ) -> dict[str, list[torch.Tensor]]:
+        """``{"loss_cls": [per level], "loss_bbox": [per level]}`` for the head's outputs."""
+        gt_bboxes, gt_labels, gt_bboxes_ignore = unpack_gt_instances(gt_instances, gt_ignored_instances)
+        featmap_sizes = [tuple(featmap.shape[-2:]) for featmap in cls_scores]
+        if len(featmap_sizes) != self.prior_generator.num_levels:
+            raise ValueError(
+                f"{type(self).__name__}: {len(featmap_sizes)} feature levels but the anchor generator has "
+                f"{self.prior_generator.num_levels}"
+            )
+        if self.train_cfg is None:
+            raise ValueError(f"{type(self).__name__}: computing losses needs a train_cfg (assigner, ...)")
+        device = cls_scores[0].device
+        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, img_metas, device=device)
+        label_channels = self.cls_out_channels if self.use_sigmoid_cls else 1
+        targets = self.get_targets(
+            anchor_list, valid_flag_list, gt_bboxes, img_metas, gt_bboxes_ignore_list=gt_bboxes_ignore,
+            gt_labels_list=gt_labels, label_channels=label_channels,
+        )
+        if targets is None:
+            raise ValueError(
+                f"{type(self).__name__}: an image of the batch has no anchor inside it "
+                f"(img_shapes {[tuple(m['img_shape']) for m in img_metas]})"
+            )
+        (labels_list, label_weights_list, bbox_targets_list, bbox_weights_list,
+         num_total_pos, num_total_neg) = targets
+        num_total_samples = num_total_pos + num_total_neg if self.sampling else num_total_pos
+        num_level_anchors = [anchors.size(0) for anchors in anchor_list[0]]
+        all_anchor_list = images_to_levels([torch.cat(anchors) for anchors in anchor_list], num_level_anchors)
+        losses_cls, losses_bbox = multi_apply(
+            self.loss_single, cls_scores, bbox_preds, all_anchor_list, labels_list, label_weights_list,
+            bbox_targets_list, bbox_weights_list, num_total_samples=num_total_samples,
+        )
+        return {"loss_cls": losses_cls, "loss_bbox": losses_bbox}
+
+
+def _pad_shape(img_meta: Mapping[str, Any]) -> tuple[int, int]:
+    """The padded size of one image (``pad_shape``; ``batch_input_shape`` or ``img_shape`` when absent)."""
+    for key in ("pad_shape", "batch_input_shape", "img_shape"):
+        if key in img_meta and img_meta[key] is not None:
+            return tuple(img_meta[key][:2])
+    raise KeyError(f"img_meta has no 'pad_shape' (keys: {sorted(img_meta)})")

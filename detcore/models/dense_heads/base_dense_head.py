@@ -1,0 +1,211 @@
+"""``BaseDenseHead``: the train/test entry points shared by every dense (per-location) head.
+
+A dense head maps the neck's feature maps to per-level predictions (``forward``), turns them into
+losses against the ground truth (``loss_by_feat``) or into detections (``predict_by_feat``). The
+two entry points the detectors call are::
+
+    head.loss(feats, gt_instances, img_metas, gt_ignored_instances=None) -> dict[str, Tensor | list[Tensor]]
+    head.predict(feats, img_metas, rescale=True) -> list[Instances]
+
+``predict_by_feat`` reproduces the reference 2.x test numerics: per level, sigmoid (or softmax)
+scores, the ``nms_pre`` candidates with the highest class score (times the score factor, when the
+head has one), boxes decoded with ``max_shape = img_shape``; the levels concatenated, boxes divided
+by ``scale_factor`` (``rescale``), then ``multiclass_nms(score_thr, nms, max_per_img)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from detcore.models.init import BaseModule
+from detcore.ops import multiclass_nms
+from detcore.structures.instances import Instances
+
+
+def unpack_gt_instances(
+    gt_instances: Sequence[Instances], gt_ignored_instances: Sequence[Instances] | None = None
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor | None] | None]:
+    """Split per-image ``Instances`` into the reference's lists: ``gt_bboxes`` ``(N_i, 4)``, ``gt_labels``
+    ``(N_i,)`` and ``gt_bboxes_ignore`` ``(M_i, 4)`` (``None`` when no ignored instances are given)."""
+    gt_bboxes, gt_labels = [], []
+    for i, inst in enumerate(gt_instances):
+        if not inst.has("bboxes") or not inst.has("labels"):
+            raise ValueError(f"gt_instances[{i}] needs fields 'bboxes' and 'labels', has {inst.keys()}")
+        gt_bboxes.append(inst.bboxes)
+        gt_labels.append(inst.labels)
+    if gt_ignored_instances is None:
+        return gt_bboxes, gt_labels, None
+    if len(gt_ignored_instances) != len(gt_instances):
+        raise ValueError(
+            f"{len(gt_ignored_instances)} gt_ignored_instances for {len(gt_instances)} gt_instances"
+        )
+    ignored = [inst.get("bboxes") if inst is not None else None for inst in gt_ignored_instances]
+    return gt_bboxes, gt_labels, ignored
+
+
+def scale_factor_tensor(scale_factor: Any, like: torch.Tensor) -> torch.Tensor:
+    """``img_meta['scale_factor']`` as a ``(4,)`` tensor ``(w, h, w, h)`` (a number or ``(w, h)`` widened)."""
+    sf = torch.as_tensor(scale_factor, dtype=like.dtype, device=like.device).flatten()
+    if sf.numel() == 1:
+        sf = sf.repeat(4)
+    elif sf.numel() == 2:
+        sf = sf.repeat(2)
+    elif sf.numel() != 4:
+        raise ValueError(f"img_meta['scale_factor'] must have 1, 2 or 4 numbers, got {scale_factor!r}")
+    return sf
+
+
+class BaseDenseHead(BaseModule):
+    """Base of dense heads. Subclasses set ``prior_generator``, ``bbox_coder``, ``cls_out_channels``,
+    ``use_sigmoid_cls`` and ``test_cfg`` and implement ``forward`` and ``loss_by_feat``."""
+
+    def __init__(self, init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> None:
+        super().__init__(init_cfg)
+
+    # -- training ---------------------------------------------------------------------------------
+
+    def loss(self, feats: Sequence[torch.Tensor], gt_instances: Sequence[Instances],
+             img_metas: Sequence[dict],
+             gt_ignored_instances: Sequence[Instances] | None = None) -> dict[str, Any]:
+        """Run the head on ``feats`` (one ``(B, C, h_i, w_i)`` per level) and return its losses."""
+        outs = self(feats)
+        return self.loss_by_feat(*outs, gt_instances, img_metas, gt_ignored_instances)
+
+    def loss_by_feat(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Losses from the head's outputs (``*outs, gt_instances, img_metas, gt_ignored_instances``)."""
+        raise NotImplementedError
+
+    # -- inference --------------------------------------------------------------------------------
+
+    def predict(self, feats: Sequence[torch.Tensor], img_metas: Sequence[dict],
+                rescale: bool = True) -> list[Instances]:
+        """Detections, one ``Instances`` (bboxes, scores, labels) per image of the batch."""
+        outs = self(feats)
+        return self.predict_by_feat(*outs, img_metas=img_metas, rescale=rescale)
+
+    def predict_by_feat(
+        self,
+        cls_scores: Sequence[torch.Tensor],
+        bbox_preds: Sequence[torch.Tensor],
+        score_factors: Sequence[torch.Tensor] | None = None,
+        img_metas: Sequence[dict] | None = None,
+        cfg: Mapping[str, Any] | None = None,
+        rescale: bool = True,
+        with_nms: bool = True,
+    ) -> list[Instances]:
+        """Detections from per-level outputs.
+
+        Args:
+            cls_scores: per level ``(B, A * cls_out_channels, h, w)`` logits.
+            bbox_preds: per level ``(B, A * box_dim, h, w)`` box regressions.
+            score_factors: optional per level ``(B, A, h, w)`` logits (e.g. centerness) whose sigmoid
+                multiplies the class scores.
+            img_metas: per image, with ``img_shape`` and ``scale_factor``.
+            cfg: test settings (``nms_pre``, ``score_thr``, ``nms``, ``max_per_img``); default ``test_cfg``.
+            rescale: divide the boxes by ``scale_factor`` (original-image coordinates).
+            with_nms: apply ``multiclass_nms``; without it, each ``Instances`` holds every candidate with
+                ``bboxes`` ``(N, 4)`` and ``scores`` ``(N, num_classes)``.
+
+        Returns:
+            one ``Instances`` per image: ``bboxes`` ``(K, 4)`` xyxy, ``scores`` ``(K,)``, ``labels`` ``(K,)``.
+        """
+        if img_metas is None:
+            raise ValueError(f"{type(self).__name__}.predict_by_feat: 'img_metas' is required")
+        if len(cls_scores) != len(bbox_preds):
+            raise ValueError(
+                f"{type(self).__name__}.predict_by_feat: {len(cls_scores)} levels of cls_scores but "
+                f"{len(bbox_preds)} of bbox_preds"
+            )
+        cfg = self.test_cfg if cfg is None else cfg
+        if cfg is None:
+            raise ValueError(
+                f"{type(self).__name__}: no test_cfg (nms_pre, score_thr, nms, max_per_img) given"
+            )
+        num_levels = len(cls_scores)
+        featmap_sizes = [tuple(c.shape[-2:]) for c in cls_scores]
+        mlvl_priors = self.prior_generator.grid_priors(
+            featmap_sizes, dtype=cls_scores[0].dtype, device=cls_scores[0].device
+        )
+        results = []
+        for img_id, img_meta in enumerate(img_metas):
+            cls_list = [cls_scores[i][img_id].detach() for i in range(num_levels)]
+            bbox_list = [bbox_preds[i][img_id].detach() for i in range(num_levels)]
+            if score_factors is not None:
+                factor_list: list[torch.Tensor | None] = [
+                    score_factors[i][img_id].detach() for i in range(num_levels)
+                ]
+            else:
+                factor_list = [None] * num_levels
+            results.append(
+                self._predict_by_feat_single(
+                    cls_list, bbox_list, factor_list, mlvl_priors, img_meta, cfg, rescale, with_nms
+                )
+            )
+        return results
+
+    def _predict_by_feat_single(
+        self,
+        cls_score_list: list[torch.Tensor],
+        bbox_pred_list: list[torch.Tensor],
+        score_factor_list: list[torch.Tensor | None],
+        mlvl_priors: list[torch.Tensor],
+        img_meta: Mapping[str, Any],
+        cfg: Mapping[str, Any],
+        rescale: bool = True,
+        with_nms: bool = True,
+    ) -> Instances:
+        """Detections of one image from its per-level ``(A * C, h, w)`` / ``(A * 4, h, w)`` maps."""
+        img_shape = tuple(img_meta["img_shape"][:2])
+        nms_pre = int(cfg.get("nms_pre", -1))
+        with_factors = score_factor_list[0] is not None
+        box_dim = getattr(self.bbox_coder, "encode_size", 4)
+        mlvl_bboxes, mlvl_scores, mlvl_factors = [], [], []
+        for cls_score, bbox_pred, factor, priors in zip(
+            cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors
+        ):
+            if cls_score.shape[-2:] != bbox_pred.shape[-2:]:
+                raise ValueError(
+                    f"{type(self).__name__}: cls_score {tuple(cls_score.shape)} and bbox_pred "
+                    f"{tuple(bbox_pred.shape)} differ in size"
+                )
+            bbox_pred = bbox_pred.permute(1, 2, 0).reshape(-1, box_dim)
+            cls_score = cls_score.permute(1, 2, 0).reshape(-1, self.cls_out_channels)
+            scores = cls_score.sigmoid() if self.use_sigmoid_cls else cls_score.softmax(-1)
+            if with_factors:
+                factor = factor.permute(1, 2, 0).reshape(-1).sigmoid()
+            if 0 < nms_pre < scores.shape[0]:
+                fg_scores = scores if self.use_sigmoid_cls else scores[:, :-1]
+                if with_factors:
+                    fg_scores = fg_scores * factor[:, None]
+                max_scores, _ = fg_scores.max(dim=1)
+                _, topk_inds = max_scores.topk(nms_pre)
+                priors = priors[topk_inds, :]
+                bbox_pred = bbox_pred[topk_inds, :]
+                scores = scores[topk_inds, :]
+                if with_factors:
+                    factor = factor[topk_inds]
+            mlvl_bboxes.append(self.bbox_coder.decode(priors, bbox_pred, max_shape=img_shape))
+            mlvl_scores.append(scores)
+            if with_factors:
+                mlvl_factors.append(factor)
+        bboxes = torch.cat(mlvl_bboxes)
+        if rescale:
+            bboxes = bboxes / scale_factor_tensor(img_meta["scale_factor"], bboxes)
+        scores = torch.cat(mlvl_scores)
+        factors = torch.cat(mlvl_factors) if with_factors else None
+        if not with_nms:
+            fg = scores if self.use_sigmoid_cls else scores[:, :-1]
+            if factors is not None:
+                fg = fg * factors[:, None]
+            return Instances(bboxes=bboxes, scores=fg)
+        if self.use_sigmoid_cls:
+            # multiclass_nms expects a last (background) column, which the softmax scores already have
+            scores = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], dim=1)
+        dets, labels = multiclass_nms(
+            bboxes, scores, float(cfg["score_thr"]), dict(cfg["nms"]), int(cfg.get("max_per_img", -1)),
+            score_factors=factors,
+        )
+        return Instances(bboxes=dets[:, :4], scores=dets[:, 4], labels=labels)

@@ -1,0 +1,171 @@
+"""Cross-entropy losses: softmax, sigmoid (binary per class) and per-class mask BCE."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detcore.models.losses.utils import check_reduction, weight_reduce_loss
+
+
+def cross_entropy(
+    pred: torch.Tensor,
+    label: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+    avg_factor: float | None = None,
+    class_weight: torch.Tensor | None = None,
+    ignore_index: int | None = -100,
+    avg_non_ignore: bool = False,
+) -> torch.Tensor:
+    """Softmax cross entropy of logits ``(N, C)`` against labels ``(N,)``; ``weight`` is per sample."""
+    ignore_index = -100 if ignore_index is None else ignore_index
+    loss = F.cross_entropy(pred, label, weight=class_weight, reduction="none", ignore_index=ignore_index)
+    if avg_factor is None and avg_non_ignore and reduction == "mean":
+        avg_factor = label.numel() - (label == ignore_index).sum().item()
+    if weight is not None:
+        weight = weight.float()
+    return weight_reduce_loss(loss, weight=weight, reduction=reduction, avg_factor=avg_factor)
+
+
+def _expand_onehot_labels(
+    labels: torch.Tensor, label_weights: torch.Tensor | None, label_channels: int, ignore_index: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    bin_labels = labels.new_full((labels.size(0), label_channels), 0)
+    valid_mask = (labels >= 0) & (labels != ignore_index)
+    inds = torch.nonzero(valid_mask & (labels < label_channels), as_tuple=False).view(-1)
+    if inds.numel() > 0:
+        bin_labels[inds, labels[inds]] = 1
+    valid_mask = valid_mask.view(-1, 1).expand(labels.size(0), label_channels).float()
+    if label_weights is None:
+        bin_label_weights = valid_mask
+    else:
+        bin_label_weights = label_weights.view(-1, 1).repeat(1, label_channels) * valid_mask
+    return bin_labels, bin_label_weights, valid_mask
+
+
+def binary_cross_entropy(
+    pred: torch.Tensor,
+    label: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+    avg_factor: float | None = None,
+    class_weight: torch.Tensor | None = None,
+    ignore_index: int | None = -100,
+    avg_non_ignore: bool = False,
+) -> torch.Tensor:
+    """Sigmoid BCE of logits ``(N, C)``. ``label`` is ``(N,)`` class indices (expanded to one-hot;
+    index ``C`` = background = all zeros) or already ``(N, C)`` binary targets."""
+    ignore_index = -100 if ignore_index is None else ignore_index
+    if pred.dim() != label.dim():
+        label, weight, valid_mask = _expand_onehot_labels(label, weight, pred.size(-1), ignore_index)
+    else:
+        valid_mask = ((label >= 0) & (label != ignore_index)).float()
+        weight = weight * valid_mask if weight is not None else valid_mask
+    if avg_factor is None and avg_non_ignore and reduction == "mean":
+        avg_factor = valid_mask.sum().item()
+    loss = F.binary_cross_entropy_with_logits(pred, label.float(), pos_weight=class_weight, reduction="none")
+    return weight_reduce_loss(loss, weight.float(), reduction=reduction, avg_factor=avg_factor)
+
+
+def mask_cross_entropy(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    label: torch.Tensor,
+    reduction: str = "mean",
+    avg_factor: float | None = None,
+    class_weight: torch.Tensor | None = None,
+    ignore_index: int | None = None,
+    **kwargs,
+) -> torch.Tensor:
+    """Mask BCE: logits ``(R, C, H, W)``, targets ``(R, H, W)``, each RoI's class ``label`` ``(R,)``
+    selects its channel; mean over all pixels; returns a ``(1,)`` tensor."""
+    if ignore_index is not None:
+        raise ValueError("mask_cross_entropy does not support ignore_index")
+    if reduction != "mean" or avg_factor is not None:
+        raise ValueError("mask_cross_entropy supports only reduction='mean' without avg_factor")
+    inds = torch.arange(pred.size(0), dtype=torch.long, device=pred.device)
+    pred_slice = pred[inds, label.long()]
+    return F.binary_cross_entropy_with_logits(
+        pred_slice, target.float(), weight=class_weight, reduction="mean"
+    )[None]
+
+
+class CrossEntropyLoss(nn.Module):
+    """Cross entropy: softmax (default), sigmoid (``use_sigmoid``) or mask (``use_mask``).
+
+    ``forward(cls_score, label, weight=None, avg_factor=None, reduction_override=None, ignore_index=None)``;
+    for masks ``forward(mask_pred (R, C, H, W), mask_targets (R, H, W), labels (R,))``.
+    ``avg_non_ignore`` averages over the non-ignored entries only.
+    """
+
+    def __init__(
+        self,
+        use_sigmoid: bool = False,
+        use_mask: bool = False,
+        reduction: str = "mean",
+        class_weight: Sequence[float] | None = None,
+        ignore_index: int | None = None,
+        loss_weight: float = 1.0,
+        avg_non_ignore: bool = False,
+    ) -> None:
+        super().__init__()
+        if use_sigmoid and use_mask:
+            raise ValueError("CrossEntropyLoss: use_sigmoid and use_mask exclude each other")
+        check_reduction(reduction, "CrossEntropyLoss")
+        self.use_sigmoid = use_sigmoid
+        self.use_mask = use_mask
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+        self.class_weight = class_weight
+        self.ignore_index = ignore_index
+        self.avg_non_ignore = avg_non_ignore
+        if ignore_index is not None and not avg_non_ignore and reduction == "mean":
+            warnings.warn(
+                "CrossEntropyLoss: with ignore_index, consider avg_non_ignore=True to average "
+                "over non-ignored entries only",
+                stacklevel=2,
+            )
+        if use_sigmoid:
+            self.cls_criterion = binary_cross_entropy
+        elif use_mask:
+            self.cls_criterion = mask_cross_entropy
+        else:
+            self.cls_criterion = cross_entropy
+
+    def extra_repr(self) -> str:
+        return (
+            f"use_sigmoid={self.use_sigmoid}, use_mask={self.use_mask}, loss_weight={self.loss_weight}, "
+            f"avg_non_ignore={self.avg_non_ignore}"
+        )
+
+    def forward(
+        self,
+        cls_score: torch.Tensor,
+        label: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        avg_factor: float | None = None,
+        reduction_override: str | None = None,
+        ignore_index: int | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        check_reduction(reduction_override, "CrossEntropyLoss.forward")
+        reduction = reduction_override if reduction_override else self.reduction
+        if ignore_index is None:
+            ignore_index = self.ignore_index
+        class_weight = cls_score.new_tensor(self.class_weight) if self.class_weight is not None else None
+        return self.loss_weight * self.cls_criterion(
+            cls_score,
+            label,
+            weight,
+            class_weight=class_weight,
+            reduction=reduction,
+            avg_factor=avg_factor,
+            ignore_index=ignore_index,
+            avg_non_ignore=self.avg_non_ignore,
+            **kwargs,
+        )

@@ -1,0 +1,129 @@
+"""Sigmoid focal loss (Lin et al., 2017)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detcore.models.losses.utils import check_reduction, weight_reduce_loss
+
+
+def _shape_weight(weight: torch.Tensor | None, loss: torch.Tensor) -> torch.Tensor | None:
+    if weight is None or weight.shape == loss.shape:
+        return weight
+    if weight.size(0) == loss.size(0) and weight.numel() == loss.size(0):
+        return weight.view(-1, 1)
+    if weight.numel() != loss.numel():
+        raise ValueError(f"focal loss: weight {tuple(weight.shape)} does not fit loss {tuple(loss.shape)}")
+    return weight.view(loss.size(0), -1)
+
+
+def py_sigmoid_focal_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    gamma: float = 2.0,
+    alpha: float = 0.25,
+    reduction: str = "mean",
+    avg_factor: float | None = None,
+) -> torch.Tensor:
+    """Focal loss of logits ``(N, C)`` against binary targets ``(N, C)`` (pure PyTorch)."""
+    pred_sigmoid = pred.sigmoid()
+    target = target.type_as(pred)
+    pt = (1 - pred_sigmoid) * target + pred_sigmoid * (1 - target)
+    focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
+    loss = F.binary_cross_entropy_with_logits(pred, target, reduction="none") * focal_weight
+    return weight_reduce_loss(loss, _shape_weight(weight, loss), reduction, avg_factor)
+
+
+def py_focal_loss_with_prob(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    gamma: float = 2.0,
+    alpha: float = 0.25,
+    reduction: str = "mean",
+    avg_factor: float | None = None,
+) -> torch.Tensor:
+    """Focal loss of probabilities ``(N, C)`` (already sigmoid-activated); labels ``(N,)`` or ``(N, C)``."""
+    if pred.dim() != target.dim():
+        target = F.one_hot(target, num_classes=pred.size(1) + 1)[:, : pred.size(1)]
+    target = target.type_as(pred)
+    pt = (1 - pred) * target + pred * (1 - target)
+    focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
+    loss = F.binary_cross_entropy(pred, target, reduction="none") * focal_weight
+    return weight_reduce_loss(loss, _shape_weight(weight, loss), reduction, avg_factor)
+
+
+def sigmoid_focal_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    gamma: float = 2.0,
+    alpha: float = 0.25,
+    reduction: str = "mean",
+    avg_factor: float | None = None,
+) -> torch.Tensor:
+    """Focal loss of logits ``(N, C)`` against labels ``(N,)`` in ``[0, C]`` (``C`` = background),
+    computed by :func:`detcore.ops.sigmoid_focal_loss`."""
+    from detcore.ops import sigmoid_focal_loss as focal_op
+
+    loss = focal_op(pred.contiguous(), target.contiguous().long(), gamma, alpha, None, "none")
+    return weight_reduce_loss(loss, _shape_weight(weight, loss), reduction, avg_factor)
+
+
+class FocalLoss(nn.Module):
+    """Sigmoid focal loss: ``-alpha_t (1 - p_t)^gamma log(p_t)`` per class.
+
+    ``forward(pred (N, C) logits, target (N,) labels with C = background or (N, C) binary, weight=None,
+    avg_factor=None, reduction_override=None)``. ``activated=True`` takes probabilities instead of logits.
+    """
+
+    def __init__(
+        self,
+        use_sigmoid: bool = True,
+        gamma: float = 2.0,
+        alpha: float = 0.25,
+        reduction: str = "mean",
+        loss_weight: float = 1.0,
+        activated: bool = False,
+    ) -> None:
+        super().__init__()
+        if not use_sigmoid:
+            raise ValueError("FocalLoss: only the sigmoid focal loss exists (use_sigmoid=True)")
+        check_reduction(reduction, "FocalLoss")
+        self.use_sigmoid = use_sigmoid
+        self.gamma, self.alpha = gamma, alpha
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+        self.activated = activated
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, alpha={self.alpha}, loss_weight={self.loss_weight}"
+
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        avg_factor: float | None = None,
+        reduction_override: str | None = None,
+    ) -> torch.Tensor:
+        check_reduction(reduction_override, "FocalLoss.forward")
+        reduction = reduction_override if reduction_override else self.reduction
+        if self.activated:
+            fn = py_focal_loss_with_prob
+        elif pred.dim() == target.dim():
+            fn = py_sigmoid_focal_loss
+        else:
+            fn = sigmoid_focal_loss
+        return self.loss_weight * fn(
+            pred,
+            target,
+            weight,
+            gamma=self.gamma,
+            alpha=self.alpha,
+            reduction=reduction,
+            avg_factor=avg_factor,
+        )

@@ -1,0 +1,174 @@
+"""Smooth L1, L1 and Balanced L1 losses for box regression."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from detcore.models.losses.utils import check_reduction, weighted_loss
+
+
+def _check_same_size(pred: torch.Tensor, target: torch.Tensor, where: str) -> None:
+    if pred.size() != target.size():
+        raise ValueError(
+            f"{where}: pred {tuple(pred.size())} and target {tuple(target.size())} differ in shape"
+        )
+
+
+@weighted_loss
+def smooth_l1_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """Element-wise ``0.5 d^2 / beta`` if ``d < beta`` else ``d - 0.5 beta`` with ``d = |pred - target|``."""
+    if beta <= 0:
+        raise ValueError(f"smooth_l1_loss: beta must be > 0, got {beta}")
+    if target.numel() == 0:
+        return pred.sum() * 0
+    _check_same_size(pred, target, "smooth_l1_loss")
+    diff = torch.abs(pred - target)
+    return torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
+
+
+@weighted_loss
+def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Element-wise ``|pred - target|``."""
+    if target.numel() == 0:
+        return pred.sum() * 0
+    _check_same_size(pred, target, "l1_loss")
+    return torch.abs(pred - target)
+
+
+@weighted_loss
+def balanced_l1_loss(
+    pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0, alpha: float = 0.5, gamma: float = 1.5
+) -> torch.Tensor:
+    """Balanced L1 (Libra R-CNN): with ``b = e^(gamma / alpha) - 1``, ``d = |pred - target|``:
+    ``alpha / b (b d + 1) ln(b d / beta + 1) - alpha d`` if ``d < beta``, else
+    ``gamma d + gamma / b - alpha beta``."""
+    if beta <= 0:
+        raise ValueError(f"balanced_l1_loss: beta must be > 0, got {beta}")
+    if target.numel() == 0:
+        return pred.sum() * 0
+    _check_same_size(pred, target, "balanced_l1_loss")
+    diff = torch.abs(pred - target)
+    b = np.e ** (gamma / alpha) - 1
+    return torch.where(
+        diff < beta,
+        alpha / b * (b * diff + 1) * torch.log(b * diff / beta + 1) - alpha * diff,
+        gamma * diff + gamma / b - alpha * beta,
+    )
+
+
+class _RegressionLoss(nn.Module):
+    def __init__(self, reduction: str = "mean", loss_weight: float = 1.0) -> None:
+        super().__init__()
+        check_reduction(reduction, type(self).__name__)
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+
+    def _reduction(self, override: str | None) -> str:
+        check_reduction(override, f"{type(self).__name__}.forward")
+        return override if override else self.reduction
+
+
+class SmoothL1Loss(_RegressionLoss):
+    """Smooth L1 with threshold ``beta``. ``forward(pred, target, weight=None, avg_factor=None,
+    reduction_override=None)``; all ``(N, 4)``."""
+
+    def __init__(self, beta: float = 1.0, reduction: str = "mean", loss_weight: float = 1.0) -> None:
+        super().__init__(reduction, loss_weight)
+        self.beta = beta
+
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        avg_factor: float | None = None,
+        reduction_override: str | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        return self.loss_weight * smooth_l1_loss(
+            pred,
+            target,
+            weight,
+            beta=self.beta,
+            reduction=self._reduction(reduction_override),
+            avg_factor=avg_factor,
+            **kwargs,
+        )
+
+
+class L1Loss(_RegressionLoss):
+    """L1 loss. ``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)``."""
+
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        avg_factor: float | None = None,
+        reduction_override: str | None = None,
+    ) -> torch.Tensor:
+        return self.loss_weight * l1_loss(
+            pred, target, weight, reduction=self._reduction(reduction_override), avg_factor=avg_factor
+        )
+
+
+class BalancedL1Loss(_RegressionLoss):
+    """Balanced L1 loss (Libra R-CNN) with ``alpha``, ``gamma``, ``beta``."""
+
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        gamma: float = 1.5,
+        beta: float = 1.0,
+        reduction: str = "mean",
+        loss_weight: float = 1.0,
+    ) -> None:
+        super().__init__(reduction, loss_weight)
+        self.alpha, self.gamma, self.beta = alpha, gamma, beta
+
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        avg_factor: float | None = None,
+        reduction_override: str | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        return self.loss_weight * balanced_l1_loss(
+            pred,
+            target,
+            weight,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            beta=self.beta,
+            reduction=self._reduction(reduction_override),
+            avg_factor=avg_factor,
+            **kwargs,
+        )
+
+
+class MSELoss(_RegressionLoss):
+    """Mean squared error.
+
+    ``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)``."""
+
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        avg_factor: float | None = None,
+        reduction_override: str | None = None,
+    ) -> torch.Tensor:
+        return self.loss_weight * mse_loss(
+            pred, target, weight, reduction=self._reduction(reduction_override), avg_factor=avg_factor
+        )
+
+
+@weighted_loss
+def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Element-wise ``(pred - target)^2``."""
+    return (pred - target) ** 2

@@ -1,0 +1,328 @@
+"""Box coders: turn boxes into regression targets and predictions back into boxes.
+
+Boxes are ``(..., 4)`` xyxy float pixels. ``max_shape`` is ``(h, w)`` of the image (or a list of
+those, one per image, for batched ``(B, N, 4k)`` inputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+MaxShape = Any  # (h, w) | list of (h, w) | Tensor
+
+
+def bbox2delta(
+    proposals: torch.Tensor,
+    gt: torch.Tensor,
+    means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
+    stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+) -> torch.Tensor:
+    """Deltas ``(dx, dy, dw, dh)`` from ``proposals`` to ``gt`` (both ``(..., 4)``), normalised by
+    means/stds."""
+    if proposals.size() != gt.size():
+        raise ValueError(
+            f"bbox2delta: proposals {tuple(proposals.shape)} and gt {tuple(gt.shape)} differ in shape"
+        )
+    proposals, gt = proposals.float(), gt.float()
+    px = (proposals[..., 0] + proposals[..., 2]) * 0.5
+    py = (proposals[..., 1] + proposals[..., 3]) * 0.5
+    pw = proposals[..., 2] - proposals[..., 0]
+    ph = proposals[..., 3] - proposals[..., 1]
+    gx = (gt[..., 0] + gt[..., 2]) * 0.5
+    gy = (gt[..., 1] + gt[..., 3]) * 0.5
+    gw = gt[..., 2] - gt[..., 0]
+    gh = gt[..., 3] - gt[..., 1]
+    deltas = torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=-1)
+    return (deltas - deltas.new_tensor(means)) / deltas.new_tensor(stds)
+
+
+def _clip(bboxes: torch.Tensor, max_shape: MaxShape) -> torch.Tensor:
+    """Clamp x to ``[0, w]`` and y to ``[0, h]``; ``bboxes`` is ``(N, 4k)`` or ``(B, N, 4k)``."""
+    if bboxes.dim() == 3 and not (
+        isinstance(max_shape, Sequence)
+        and len(max_shape)
+        and isinstance(max_shape[0], (int, float, np.integer, np.floating))
+    ):
+        shapes = torch.as_tensor(max_shape, dtype=bboxes.dtype, device=bboxes.device).view(-1, 2)[:, :2]
+        if shapes.size(0) != bboxes.size(0):
+            raise ValueError(f"{shapes.size(0)} max_shapes for a batch of {bboxes.size(0)}")
+        hw = shapes.flip(-1).repeat(1, bboxes.size(-1) // 2).unsqueeze(1)  # (B, 1, 4k): w, h, w, h ...
+        return torch.where(bboxes < 0, bboxes.new_zeros(()), torch.min(bboxes, hw))
+    h, w = float(max_shape[0]), float(max_shape[1])
+    bboxes[..., 0::2] = bboxes[..., 0::2].clamp(min=0, max=w)
+    bboxes[..., 1::2] = bboxes[..., 1::2].clamp(min=0, max=h)
+    return bboxes
+
+
+def delta2bbox(
+    rois: torch.Tensor,
+    deltas: torch.Tensor,
+    means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
+    stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    max_shape: MaxShape | None = None,
+    wh_ratio_clip: float = 16 / 1000,
+    clip_border: bool = True,
+    add_ctr_clamp: bool = False,
+    ctr_clamp: float = 32,
+) -> torch.Tensor:
+    """Apply deltas ``(N, 4k)`` (k classes) to ``rois`` ``(N, 4)``; returns ``(N, 4k)`` boxes.
+
+    Batched inputs ``(B, N, 4k)`` with rois ``(B, N, 4)`` are accepted too. ``dw``/``dh`` are clamped to
+    ``|log(wh_ratio_clip)|``; with ``add_ctr_clamp`` the centre shift is clamped to ``ctr_clamp`` pixels
+    (and ``dw``/``dh`` only from above).
+    """
+    if deltas.dim() == 3:
+        b, n = deltas.shape[:2]
+        if rois.shape[:2] != (b, n):
+            raise ValueError(
+                f"delta2bbox: rois {tuple(rois.shape)} do not match deltas {tuple(deltas.shape)}"
+            )
+        out = delta2bbox(
+            rois.reshape(-1, 4),
+            deltas.reshape(b * n, -1),
+            means,
+            stds,
+            None,
+            wh_ratio_clip,
+            clip_border,
+            add_ctr_clamp,
+            ctr_clamp,
+        ).view(b, n, -1)
+        return _clip(out, max_shape) if clip_border and max_shape is not None else out
+    num_bboxes, num_classes = deltas.size(0), deltas.size(1) // 4
+    if num_bboxes == 0:
+        return deltas
+    deltas = deltas.reshape(-1, 4)
+    denorm = deltas * deltas.new_tensor(stds).view(1, -1) + deltas.new_tensor(means).view(1, -1)
+    dxy, dwh = denorm[:, :2], denorm[:, 2:]
+    rois_ = rois.repeat(1, num_classes).reshape(-1, 4)
+    pxy = (rois_[:, :2] + rois_[:, 2:]) * 0.5
+    pwh = rois_[:, 2:] - rois_[:, :2]
+    dxy_wh = pwh * dxy
+    max_ratio = float(np.abs(np.log(wh_ratio_clip)))
+    if add_ctr_clamp:
+        dxy_wh = torch.clamp(dxy_wh, max=ctr_clamp, min=-ctr_clamp)
+        dwh = torch.clamp(dwh, max=max_ratio)
+    else:
+        dwh = dwh.clamp(min=-max_ratio, max=max_ratio)
+    gxy = pxy + dxy_wh
+    gwh = pwh * dwh.exp()
+    bboxes = torch.cat([gxy - gwh * 0.5, gxy + gwh * 0.5], dim=-1)
+    if clip_border and max_shape is not None:
+        bboxes = _clip(bboxes, max_shape)
+    return bboxes.reshape(num_bboxes, -1)
+
+
+class DeltaXYWHBBoxCoder:
+    """Deltas ``((gx - px) / pw, (gy - py) / ph, log(gw / pw), log(gh / ph))``, normalised by
+    ``target_means``/``target_stds``; widths are ``x2 - x1`` (no +1)."""
+
+    def __init__(
+        self,
+        target_means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
+        target_stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        clip_border: bool = True,
+        add_ctr_clamp: bool = False,
+        ctr_clamp: float = 32,
+    ) -> None:
+        self.means = tuple(float(m) for m in target_means)
+        self.stds = tuple(float(s) for s in target_stds)
+        self.clip_border = clip_border
+        self.add_ctr_clamp = add_ctr_clamp
+        self.ctr_clamp = ctr_clamp
+        self.encode_size = 4
+
+    def encode(self, bboxes: torch.Tensor, gt_bboxes: torch.Tensor) -> torch.Tensor:
+        """Targets ``(N, 4)`` that turn ``bboxes`` ``(N, 4)`` into ``gt_bboxes`` ``(N, 4)``."""
+        if bboxes.size(0) != gt_bboxes.size(0) or bboxes.size(-1) != 4 or gt_bboxes.size(-1) != 4:
+            raise ValueError(
+                f"encode: bboxes {tuple(bboxes.shape)} and gt_bboxes {tuple(gt_bboxes.shape)} "
+                "must both be (N, 4)"
+            )
+        return bbox2delta(bboxes, gt_bboxes, self.means, self.stds)
+
+    def decode(
+        self,
+        bboxes: torch.Tensor,
+        pred_bboxes: torch.Tensor,
+        max_shape: MaxShape | None = None,
+        wh_ratio_clip: float = 16 / 1000,
+    ) -> torch.Tensor:
+        """Boxes ``(N, 4k)`` (or ``(B, N, 4k)``) from deltas applied to ``bboxes`` ``(N, 4)``
+        (or ``(B, N, 4)``)."""
+        if pred_bboxes.size(0) != bboxes.size(0) or (
+            pred_bboxes.dim() == 3 and pred_bboxes.size(1) != bboxes.size(1)
+        ):
+            raise ValueError(
+                f"decode: pred_bboxes {tuple(pred_bboxes.shape)} do not match bboxes {tuple(bboxes.shape)}"
+            )
+        return delta2bbox(
+            bboxes,
+            pred_bboxes,
+            self.means,
+            self.stds,
+            max_shape,
+            wh_ratio_clip,
+            self.clip_border,
+            self.add_ctr_clamp,
+            self.ctr_clamp,
+        )
+
+
+def legacy_bbox2delta(
+    proposals: torch.Tensor,
+    gt: torch.Tensor,
+    means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
+    stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+) -> torch.Tensor:
+    """:func:`bbox2delta` with the 1.x ``+1`` width/height convention."""
+    proposals, gt = proposals.float(), gt.float()
+    px = (proposals[..., 0] + proposals[..., 2]) * 0.5
+    py = (proposals[..., 1] + proposals[..., 3]) * 0.5
+    pw = proposals[..., 2] - proposals[..., 0] + 1.0
+    ph = proposals[..., 3] - proposals[..., 1] + 1.0
+    gx = (gt[..., 0] + gt[..., 2]) * 0.5
+    gy = (gt[..., 1] + gt[..., 3]) * 0.5
+    gw = gt[..., 2] - gt[..., 0] + 1.0
+    gh = gt[..., 3] - gt[..., 1] + 1.0
+    deltas = torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=-1)
+    return (deltas - deltas.new_tensor(means)) / deltas.new_tensor(stds)
+
+
+def legacy_delta2bbox(
+    rois: torch.Tensor,
+    deltas: torch.Tensor,
+    means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
+    stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    max_shape: MaxShape | None = None,
+    wh_ratio_clip: float = 16 / 1000,
+) -> torch.Tensor:
+    """:func:`delta2bbox` with the 1.x ``+1`` convention; clips to ``[0, w - 1]``/``[0, h - 1]``."""
+    reps = deltas.size(1) // 4
+    denorm = deltas * deltas.new_tensor(stds).repeat(reps).view(1, -1) + deltas.new_tensor(means).repeat(
+        reps
+    ).view(1, -1)
+    dx, dy, dw, dh = denorm[:, 0::4], denorm[:, 1::4], denorm[:, 2::4], denorm[:, 3::4]
+    max_ratio = float(np.abs(np.log(wh_ratio_clip)))
+    dw = dw.clamp(min=-max_ratio, max=max_ratio)
+    dh = dh.clamp(min=-max_ratio, max=max_ratio)
+    px = ((rois[:, 0] + rois[:, 2]) * 0.5).unsqueeze(1).expand_as(dx)
+    py = ((rois[:, 1] + rois[:, 3]) * 0.5).unsqueeze(1).expand_as(dy)
+    pw = (rois[:, 2] - rois[:, 0] + 1.0).unsqueeze(1).expand_as(dw)
+    ph = (rois[:, 3] - rois[:, 1] + 1.0).unsqueeze(1).expand_as(dh)
+    gw = pw * dw.exp()
+    gh = ph * dh.exp()
+    gx = px + pw * dx
+    gy = py + ph * dy
+    x1, y1 = gx - gw * 0.5 + 0.5, gy - gh * 0.5 + 0.5
+    x2, y2 = gx + gw * 0.5 - 0.5, gy + gh * 0.5 - 0.5
+    if max_shape is not None:
+        x1 = x1.clamp(min=0, max=max_shape[1] - 1)
+        y1 = y1.clamp(min=0, max=max_shape[0] - 1)
+        x2 = x2.clamp(min=0, max=max_shape[1] - 1)
+        y2 = y2.clamp(min=0, max=max_shape[0] - 1)
+    return torch.stack([x1, y1, x2, y2], dim=-1).view_as(deltas)
+
+
+class LegacyDeltaXYWHBBoxCoder:
+    """:class:`DeltaXYWHBBoxCoder` with the 1.x ``+1`` convention (widths ``x2 - x1 + 1``)."""
+
+    def __init__(
+        self,
+        target_means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
+        target_stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    ) -> None:
+        self.means = tuple(float(m) for m in target_means)
+        self.stds = tuple(float(s) for s in target_stds)
+        self.encode_size = 4
+
+    def encode(self, bboxes: torch.Tensor, gt_bboxes: torch.Tensor) -> torch.Tensor:
+        if bboxes.size(0) != gt_bboxes.size(0):
+            raise ValueError(f"encode: {bboxes.size(0)} bboxes vs {gt_bboxes.size(0)} gt_bboxes")
+        return legacy_bbox2delta(bboxes, gt_bboxes, self.means, self.stds)
+
+    def decode(
+        self,
+        bboxes: torch.Tensor,
+        pred_bboxes: torch.Tensor,
+        max_shape: MaxShape | None = None,
+        wh_ratio_clip: float = 16 / 1000,
+    ) -> torch.Tensor:
+        if pred_bboxes.size(0) != bboxes.size(0):
+            raise ValueError(f"decode: {pred_bboxes.size(0)} predictions vs {bboxes.size(0)} bboxes")
+        return legacy_delta2bbox(bboxes, pred_bboxes, self.means, self.stds, max_shape, wh_ratio_clip)
+
+
+def bbox2distance(
+    points: torch.Tensor, bbox: torch.Tensor, max_dis: float | None = None, eps: float = 0.1
+) -> torch.Tensor:
+    """Distances ``(left, top, right, bottom)`` from ``points`` ``(N, 2)`` to the sides of ``bbox``
+    ``(N, 4)``; with ``max_dis`` clamped to ``[0, max_dis - eps]``."""
+    left = points[..., 0] - bbox[..., 0]
+    top = points[..., 1] - bbox[..., 1]
+    right = bbox[..., 2] - points[..., 0]
+    bottom = bbox[..., 3] - points[..., 1]
+    if max_dis is not None:
+        left, top, right, bottom = (d.clamp(min=0, max=max_dis - eps) for d in (left, top, right, bottom))
+    return torch.stack([left, top, right, bottom], -1)
+
+
+def distance2bbox(
+    points: torch.Tensor, distance: torch.Tensor, max_shape: MaxShape | None = None
+) -> torch.Tensor:
+    """Boxes from ``points`` ``(..., 2)`` and distances ``(..., 4)`` (left, top, right, bottom)."""
+    x1 = points[..., 0] - distance[..., 0]
+    y1 = points[..., 1] - distance[..., 1]
+    x2 = points[..., 0] + distance[..., 2]
+    y2 = points[..., 1] + distance[..., 3]
+    bboxes = torch.stack([x1, y1, x2, y2], -1)
+    if max_shape is not None:
+        bboxes = _clip(bboxes, max_shape)
+    return bboxes
+
+
+class DistancePointBBoxCoder:
+    """Points and the distances to a box's four sides (FCOS, GFL, ...)."""
+
+    def __init__(self, clip_border: bool = True) -> None:
+        self.clip_border = clip_border
+        self.encode_size = 4
+
+    def encode(
+        self, points: torch.Tensor, gt_bboxes: torch.Tensor, max_dis: float | None = None, eps: float = 0.1
+    ) -> torch.Tensor:
+        """Distances ``(N, 4)`` from ``points`` ``(N, 2)`` to ``gt_bboxes`` ``(N, 4)``."""
+        if points.size(0) != gt_bboxes.size(0) or points.size(-1) != 2 or gt_bboxes.size(-1) != 4:
+            raise ValueError(
+                f"encode: points {tuple(points.shape)} must be (N, 2) and gt_bboxes "
+                f"{tuple(gt_bboxes.shape)} (N, 4)"
+            )
+        return bbox2distance(points, gt_bboxes, max_dis, eps)
+
+    def decode(
+        self, points: torch.Tensor, pred_bboxes: torch.Tensor, max_shape: MaxShape | None = None
+    ) -> torch.Tensor:
+        """Boxes from ``points`` ``(N, 2)``/``(B, N, 2)`` and distances ``(N, 4)``/``(B, N, 4)``."""
+        if points.size(0) != pred_bboxes.size(0) or points.size(-1) != 2 or pred_bboxes.size(-1) != 4:
+            raise ValueError(
+                f"decode: points {tuple(points.shape)} and distances {tuple(pred_bboxes.shape)} "
+                "must be (..., 2) and (..., 4) with the same leading size"
+            )
+        return distance2bbox(points, pred_bboxes, max_shape if self.clip_border else None)
+
+
+class PseudoBBoxCoder:
+    """The identity coder: targets are the boxes themselves."""
+
+    def __init__(self) -> None:
+        self.encode_size = 4
+
+    def encode(self, bboxes: torch.Tensor, gt_bboxes: torch.Tensor) -> torch.Tensor:
+        return gt_bboxes
+
+    def decode(self, bboxes: torch.Tensor, pred_bboxes: torch.Tensor, **_: Any) -> torch.Tensor:
+        return pred_bboxes

@@ -1,0 +1,1 @@
+"""User tools built on the kernel: log analysis, dataset browsing, the demo."""

@@ -1,0 +1,333 @@
+// ATen glue for the CUDA kernels (compiled only when torch has CUDA; see setup.py).
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../ops.h"
+#include "deform_kernels.cuh"
+#include "focal_kernels.cuh"
+#include "nms_kernels.cuh"
+#include "roi_kernels.cuh"
+
+namespace detcore {
+namespace {
+
+constexpr int kThreads = 256;
+
+inline unsigned int blocks_for(int64_t n) {
+  return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20)));
+}
+
+inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+void check_cuda(const char* op, std::initializer_list<const at::Tensor*> tensors) {
+  for (const at::Tensor* t : tensors)
+    TORCH_CHECK(!t->defined() || t->is_cuda(), op, ": all tensors must be CUDA tensors, got one on ", t->device());
+}
+
+template <typename T>
+const T* opt_ptr(const c10::optional<at::Tensor>& t) {
+  return (t.has_value() && t->defined()) ? t->data_ptr<T>() : nullptr;
+}
+
+}  // namespace
+
+at::Tensor nms_cuda(const at::Tensor& boxes_, const at::Tensor& scores_, double iou_threshold) {
+  check_boxes_scores("nms", boxes_, scores_);
+  check_cuda("nms", {&boxes_, &scores_});
+  const c10::cuda::CUDAGuard guard(boxes_.device());
+  const int64_t n = boxes_.size(0);
+  if (n == 0) return at::empty({0}, boxes_.options().dtype(at::kLong));
+  const at::Tensor order = std::get<1>(scores_.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  const at::Tensor sorted = boxes_.index_select(0, order).contiguous();
+  const int64_t col_blocks = (n + kNmsBlock - 1) / kNmsBlock;
+  at::Tensor mask = at::empty({n * col_blocks}, boxes_.options().dtype(at::kLong));
+  const dim3 grid(static_cast<unsigned int>(col_blocks), static_cast<unsigned int>(col_blocks));
+  AT_DISPATCH_FLOATING_TYPES(sorted.scalar_type(), "detcore_nms_cuda", [&] {
+    nms_mask_kernel<scalar_t><<<grid, kNmsBlock, 0, current_stream()>>>(
+        static_cast<int>(n), static_cast<scalar_t>(iou_threshold), sorted.data_ptr<scalar_t>(),
+        reinterpret_cast<unsigned long long*>(mask.data_ptr<int64_t>()));
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const at::Tensor mask_cpu = mask.cpu();
+  const unsigned long long* m = reinterpret_cast<const unsigned long long*>(mask_cpu.data_ptr<int64_t>());
+  std::vector<unsigned long long> removed(col_blocks, 0);
+  at::Tensor keep = at::empty({n}, at::TensorOptions().dtype(at::kLong));
+  int64_t* kp = keep.data_ptr<int64_t>();
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t blk = i / kNmsBlock, bit = i % kNmsBlock;
+    if (removed[blk] & (1ULL << bit)) continue;
+    kp[count++] = i;
+    const unsigned long long* row = m + i * col_blocks;
+    for (int64_t j = blk; j < col_blocks; ++j) removed[j] |= row[j];
+  }
+  return order.index_select(0, keep.narrow(0, 0, count).to(order.device()));
+}
+
+std::tuple<at::Tensor, at::Tensor> soft_nms_cuda(const at::Tensor& boxes_, const at::Tensor& scores_,
+                                                 double iou_threshold, double sigma, double min_score,
+                                                 int64_t method) {
+  check_boxes_scores("soft_nms", boxes_, scores_);
+  check_cuda("soft_nms", {&boxes_, &scores_});
+  TORCH_CHECK(method >= 0 && method <= 2, "soft_nms: method must be 0, 1 or 2, got ", method);
+  const c10::cuda::CUDAGuard guard(boxes_.device());
+  const int64_t n = boxes_.size(0);
+  const at::Tensor boxes = boxes_.contiguous();
+  at::Tensor work = scores_.contiguous().clone();
+  at::Tensor alive = at::empty({n}, boxes.options().dtype(at::kByte));
+  at::Tensor picked = at::empty({n}, boxes.options().dtype(at::kLong));
+  at::Tensor picked_scores = at::empty({n}, boxes.options());
+  at::Tensor count = at::zeros({1}, boxes.options().dtype(at::kInt));
+  if (n > 0) {
+    constexpr int threads = 512;
+    AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "detcore_soft_nms_cuda", [&] {
+      const size_t smem = threads * (sizeof(scalar_t) + sizeof(int));
+      soft_nms_kernel<scalar_t><<<1, threads, smem, current_stream()>>>(
+          static_cast<int>(n), boxes.data_ptr<scalar_t>(), work.data_ptr<scalar_t>(), alive.data_ptr<uint8_t>(),
+          static_cast<scalar_t>(iou_threshold), static_cast<scalar_t>(sigma), static_cast<scalar_t>(min_score),
+          static_cast<int>(method), picked.data_ptr<int64_t>(), picked_scores.data_ptr<scalar_t>(),
+          count.data_ptr<int>());
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  const int64_t k = count.item<int>();
+  const at::Tensor keep = picked.narrow(0, 0, k);
+  const at::Tensor dets = at::cat({boxes.index_select(0, keep), picked_scores.narrow(0, 0, k).unsqueeze(1)}, 1);
+  return {dets, keep};
+}
+
+at::Tensor roi_align_cuda(const at::Tensor& input_, const at::Tensor& rois_, double spatial_scale, int64_t pooled_h,
+                          int64_t pooled_w, int64_t sampling_ratio, bool aligned) {
+  check_rois("roi_align", input_, rois_);
+  check_cuda("roi_align", {&input_, &rois_});
+  TORCH_CHECK(pooled_h > 0 && pooled_w > 0, "roi_align: output size must be positive");
+  const c10::cuda::CUDAGuard guard(input_.device());
+  const at::Tensor input = input_.contiguous(), rois = rois_.contiguous();
+  at::Tensor out = at::zeros({rois.size(0), input.size(1), pooled_h, pooled_w}, input.options());
+  const int64_t total = out.numel();
+  if (total == 0 || input.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_roi_align_cuda", [&] {
+    roi_align_forward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        total, input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), input.size(0),
+        input.size(1), input.size(2), input.size(3), pooled_h, pooled_w, static_cast<scalar_t>(spatial_scale),
+        sampling_ratio, aligned);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+at::Tensor roi_align_backward_cuda(const at::Tensor& grad_, const at::Tensor& rois_, double spatial_scale,
+                                   int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
+                                   int64_t height, int64_t width, int64_t sampling_ratio, bool aligned) {
+  check_cuda("roi_align backward", {&grad_, &rois_});
+  const c10::cuda::CUDAGuard guard(grad_.device());
+  const at::Tensor grad = grad_.contiguous(), rois = rois_.contiguous();
+  at::Tensor grad_input = at::zeros({batch, channels, height, width}, grad.options());
+  const int64_t total = grad.numel();
+  if (total == 0 || grad_input.numel() == 0) return grad_input;
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "detcore_roi_align_backward_cuda", [&] {
+    roi_align_backward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        total, grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), batch,
+        channels, height, width, pooled_h, pooled_w, static_cast<scalar_t>(spatial_scale), sampling_ratio, aligned);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return grad_input;
+}
+
+std::tuple<at::Tensor, at::Tensor> roi_pool_cuda(const at::Tensor& input_, const at::Tensor& rois_,
+                                                 double spatial_scale, int64_t pooled_h, int64_t pooled_w) {
+  check_rois("roi_pool", input_, rois_);
+  check_cuda("roi_pool", {&input_, &rois_});
+  TORCH_CHECK(pooled_h > 0 && pooled_w > 0, "roi_pool: output size must be positive");
+  const c10::cuda::CUDAGuard guard(input_.device());
+  const at::Tensor input = input_.contiguous(), rois = rois_.contiguous();
+  at::Tensor out = at::zeros({rois.size(0), input.size(1), pooled_h, pooled_w}, input.options());
+  at::Tensor argmax = at::full(out.sizes(), -1, input.options().dtype(at::kLong));
+  const int64_t total = out.numel();
+  if (total == 0 || input.numel() == 0) return {out, argmax};
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_roi_pool_cuda", [&] {
+    roi_pool_forward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        total, input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+        argmax.data_ptr<int64_t>(), input.size(0), input.size(1), input.size(2), input.size(3), pooled_h, pooled_w,
+        static_cast<scalar_t>(spatial_scale));
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {out, argmax};
+}
+
+at::Tensor roi_pool_backward_cuda(const at::Tensor& grad_, const at::Tensor& rois_, const at::Tensor& argmax_,
+                                  double /*spatial_scale*/, int64_t pooled_h, int64_t pooled_w, int64_t batch,
+                                  int64_t channels, int64_t height, int64_t width) {
+  check_cuda("roi_pool backward", {&grad_, &rois_, &argmax_});
+  const c10::cuda::CUDAGuard guard(grad_.device());
+  const at::Tensor grad = grad_.contiguous(), rois = rois_.contiguous(), argmax = argmax_.contiguous();
+  at::Tensor grad_input = at::zeros({batch, channels, height, width}, grad.options());
+  const int64_t total = grad.numel();
+  if (total == 0 || grad_input.numel() == 0) return grad_input;
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "detcore_roi_pool_backward_cuda", [&] {
+    roi_pool_backward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        total, grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), argmax.data_ptr<int64_t>(),
+        grad_input.data_ptr<scalar_t>(), batch, channels, height, width, pooled_h, pooled_w);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return grad_input;
+}
+
+namespace {
+
+DeformShape deform_shape(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
+                         int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h,
+                         int64_t dil_w, int64_t deform_groups) {
+  DeformShape s;
+  s.channels = input.size(1);
+  s.height = input.size(2);
+  s.width = input.size(3);
+  s.out_h = offset.size(2);
+  s.out_w = offset.size(3);
+  s.kernel_h = weight.size(2);
+  s.kernel_w = weight.size(3);
+  s.stride_h = stride_h;
+  s.stride_w = stride_w;
+  s.pad_h = pad_h;
+  s.pad_w = pad_w;
+  s.dil_h = dil_h;
+  s.dil_w = dil_w;
+  s.deform_groups = deform_groups;
+  return s;
+}
+
+}  // namespace
+
+at::Tensor deform_conv2d_cuda(const at::Tensor& input_, const at::Tensor& weight_, const at::Tensor& offset_,
+                              const c10::optional<at::Tensor>& mask_, const c10::optional<at::Tensor>& bias,
+                              int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h,
+                              int64_t dil_w, int64_t groups, int64_t deform_groups) {
+  check_deform_args("deform_conv2d", input_, weight_, offset_, mask_, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
+                    dil_w, groups, deform_groups);
+  check_cuda("deform_conv2d", {&input_, &weight_, &offset_});
+  const c10::cuda::CUDAGuard guard(input_.device());
+  const at::Tensor input = input_.contiguous(), weight = weight_.contiguous(), offset = offset_.contiguous();
+  const bool use_mask = mask_.has_value() && mask_->defined();
+  const at::Tensor mask = use_mask ? mask_->contiguous() : at::Tensor();
+  const DeformShape s = deform_shape(input, weight, offset, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+                                     deform_groups);
+  const int64_t batch = input.size(0), c_out = weight.size(0), taps = s.kernel_h * s.kernel_w;
+  const int64_t L = s.out_h * s.out_w, cols = s.channels * taps * L;
+  at::Tensor out = at::zeros({batch, c_out, s.out_h, s.out_w}, input.options());
+  if (out.numel() > 0 && input.numel() > 0) {
+    at::Tensor columns = at::empty({s.channels * taps, L}, input.options());
+    const at::Tensor w = weight.view({groups, c_out / groups, (s.channels / groups) * taps});
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_conv2d_cuda", [&] {
+      for (int64_t b = 0; b < batch; ++b) {
+        deform_im2col_kernel<scalar_t><<<blocks_for(cols), kThreads, 0, current_stream()>>>(
+            cols, input[b].data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(),
+            use_mask ? mask[b].data_ptr<scalar_t>() : nullptr, s, columns.data_ptr<scalar_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        at::Tensor ob = out[b].view({groups, c_out / groups, L});
+        at::bmm_out(ob, w, columns.view({groups, (s.channels / groups) * taps, L}));
+      }
+    });
+  }
+  if (bias.has_value() && bias->defined()) out.add_(bias->view({1, c_out, 1, 1}));
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_conv2d_backward_cuda(
+    const at::Tensor& grad_, const at::Tensor& input_, const at::Tensor& weight_, const at::Tensor& offset_,
+    const c10::optional<at::Tensor>& mask_, const c10::optional<at::Tensor>& bias, int64_t stride_h,
+    int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
+    int64_t deform_groups) {
+  check_deform_args("deform_conv2d backward", input_, weight_, offset_, mask_, bias, stride_h, stride_w, pad_h, pad_w,
+                    dil_h, dil_w, groups, deform_groups);
+  check_cuda("deform_conv2d backward", {&grad_, &input_, &weight_, &offset_});
+  const c10::cuda::CUDAGuard guard(input_.device());
+  const at::Tensor grad = grad_.contiguous(), input = input_.contiguous(), weight = weight_.contiguous(),
+                   offset = offset_.contiguous();
+  const bool use_mask = mask_.has_value() && mask_->defined();
+  const at::Tensor mask = use_mask ? mask_->contiguous() : at::Tensor();
+  const DeformShape s = deform_shape(input, weight, offset, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+                                     deform_groups);
+  const int64_t batch = input.size(0), c_out = weight.size(0), taps = s.kernel_h * s.kernel_w;
+  const int64_t L = s.out_h * s.out_w, cg_k = (s.channels / groups) * taps;
+  const int64_t cols = s.channels * taps * L, coord = deform_groups * taps * L;
+  at::Tensor grad_input = at::zeros_like(input);
+  at::Tensor grad_offset = at::zeros_like(offset);
+  at::Tensor grad_mask = use_mask ? at::zeros_like(mask) : at::zeros({0}, input.options());
+  at::Tensor grad_weight = at::zeros_like(weight);
+  at::Tensor grad_bias = at::zeros({c_out}, input.options());
+  if (grad.numel() == 0 || input.numel() == 0) return {grad_input, grad_weight, grad_offset, grad_mask, grad_bias};
+  grad_bias = grad.sum({0, 2, 3});
+  at::Tensor columns = at::empty({s.channels * taps, L}, input.options());
+  at::Tensor grad_cols = at::empty({s.channels * taps, L}, input.options());
+  const at::Tensor w = weight.view({groups, c_out / groups, cg_k});
+  at::Tensor gw = grad_weight.view({groups, c_out / groups, cg_k});
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_conv2d_backward_cuda", [&] {
+    for (int64_t b = 0; b < batch; ++b) {
+      const at::Tensor gb = grad[b].view({groups, c_out / groups, L});
+      at::Tensor gcv = grad_cols.view({groups, cg_k, L});
+      at::bmm_out(gcv, w.transpose(1, 2), gb);
+      const scalar_t* m = use_mask ? mask[b].data_ptr<scalar_t>() : nullptr;
+      deform_col2im_kernel<scalar_t><<<blocks_for(cols), kThreads, 0, current_stream()>>>(
+          cols, grad_cols.data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(), m, s,
+          grad_input[b].data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      deform_col2im_coord_kernel<scalar_t><<<blocks_for(coord), kThreads, 0, current_stream()>>>(
+          coord, grad_cols.data_ptr<scalar_t>(), input[b].data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(), m, s,
+          grad_offset[b].data_ptr<scalar_t>(), use_mask ? grad_mask[b].data_ptr<scalar_t>() : nullptr);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      deform_im2col_kernel<scalar_t><<<blocks_for(cols), kThreads, 0, current_stream()>>>(
+          cols, input[b].data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(), m, s, columns.data_ptr<scalar_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      gw.baddbmm_(gb, columns.view({groups, cg_k, L}).transpose(1, 2));
+    }
+  });
+  return {grad_input, grad_weight, grad_offset, grad_mask, grad_bias};
+}
+
+at::Tensor sigmoid_focal_loss_cuda(const at::Tensor& logits_, const at::Tensor& targets_,
+                                   const c10::optional<at::Tensor>& weight, double gamma, double alpha) {
+  check_focal_args("sigmoid_focal_loss", logits_, targets_, weight);
+  check_cuda("sigmoid_focal_loss", {&logits_, &targets_});
+  const c10::cuda::CUDAGuard guard(logits_.device());
+  const at::Tensor logits = logits_.contiguous(), targets = targets_.contiguous();
+  const c10::optional<at::Tensor> w =
+      (weight.has_value() && weight->defined()) ? c10::optional<at::Tensor>(weight->contiguous()) : c10::nullopt;
+  at::Tensor out = at::empty_like(logits);
+  const int64_t total = logits.numel();
+  if (total == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "detcore_focal_cuda", [&] {
+    focal_forward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        total, logits.size(1), logits.data_ptr<scalar_t>(), targets.data_ptr<int64_t>(), opt_ptr<scalar_t>(w),
+        static_cast<scalar_t>(gamma), static_cast<scalar_t>(alpha), out.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+at::Tensor sigmoid_focal_loss_backward_cuda(const at::Tensor& grad_, const at::Tensor& logits_,
+                                            const at::Tensor& targets_, const c10::optional<at::Tensor>& weight,
+                                            double gamma, double alpha) {
+  check_focal_args("sigmoid_focal_loss backward", logits_, targets_, weight);
+  check_cuda("sigmoid_focal_loss backward", {&grad_, &logits_, &targets_});
+  const c10::cuda::CUDAGuard guard(logits_.device());
+  const at::Tensor grad = grad_.contiguous(), logits = logits_.contiguous(), targets = targets_.contiguous();
+  const c10::optional<at::Tensor> w =
+      (weight.has_value() && weight->defined()) ? c10::optional<at::Tensor>(weight->contiguous()) : c10::nullopt;
+  at::Tensor out = at::empty_like(logits);
+  const int64_t total = logits.numel();
+  if (total == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "detcore_focal_backward_cuda", [&] {
+    focal_backward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        total, logits.size(1), grad.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), targets.data_ptr<int64_t>(),
+        opt_ptr<scalar_t>(w), static_cast<scalar_t>(gamma), static_cast<scalar_t>(alpha), out.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+}  // namespace detcore

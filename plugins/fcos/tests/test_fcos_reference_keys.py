@@ -1,0 +1,76 @@
+"""The standard FCOS configs build models whose state dicts are the reference checkpoints' (names,
+shapes, order, parameter count), and a reference-format checkpoint loads through init_detector."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import detcore
+from detcore.config import load_config
+
+ROOT = Path(__file__).resolve().parents[3]
+KEYS_DIR = Path("/work/shared/reference/checkpoint-keys")
+CONFIGS = [
+    "fcos_r50_caffe_fpn_gn-head_1x_coco",
+    "fcos_r50_caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco",
+]
+LINE = re.compile(r"^(\S+) \(([\d, ]*)\)$")
+
+
+def read_keys(name: str) -> tuple[int, list[tuple[str, tuple[int, ...]]]]:
+    path = KEYS_DIR / f"{name}.txt"
+    if not path.exists():
+        pytest.skip(f"reference key list {path} is not available on this machine")
+    lines = path.read_text().splitlines()
+    count = int(re.search(r"(\d+) parameters", lines[0]).group(1))
+    entries = []
+    for line in lines[1:]:
+        m = LINE.match(line.strip())
+        if m:
+            shape = tuple(int(v) for v in m.group(2).replace(" ", "").split(",") if v)
+            entries.append((m.group(1), shape))
+    return count, entries
+
+
+def build_meta(name: str) -> torch.nn.Module:
+    cfg = load_config(ROOT / "configs" / "fcos" / f"{name}.toml")
+    with torch.device("meta"):
+        return detcore.build("detector", cfg["model"], where="model")
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_state_dict_matches_reference(name):
+    count, expected = read_keys(name)
+    model = build_meta(name)
+    got = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    assert got == expected
+    assert sum(p.numel() for p in model.parameters()) == count
+
+
+def test_reference_checkpoint_loads_through_init_detector(tmp_path):
+    from detcore.api import init_detector
+
+    name = CONFIGS[0]
+    _, entries = read_keys(name)
+    torch.manual_seed(0)
+    state = {}
+    for key, shape in entries:
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(7)
+        else:
+            state[key] = torch.rand(shape) + 0.5  # positive, so running_var is valid
+    ckpt = tmp_path / "fcos_reference.pth"
+    torch.save({"meta": {"CLASSES": [f"c{i}" for i in range(80)]}, "state_dict": state}, ckpt)
+    model = init_detector(str(ROOT / "configs" / "fcos" / f"{name}.toml"), str(ckpt), device="cpu")
+    report = model.load_report
+    assert report.missing == [] and report.unexpected == [] and report.shape_mismatch == []
+    loaded = model.state_dict()
+    assert set(loaded) == set(state)
+    for key in ("bbox_head.scales.3.scale", "bbox_head.conv_centerness.weight", "neck.fpn_convs.4.conv.bias",
+                "backbone.layer4.2.bn3.running_var"):
+        assert torch.equal(loaded[key], state[key])
+    assert not model.training

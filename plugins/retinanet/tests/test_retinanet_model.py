@@ -1,0 +1,233 @@
+"""RetinaNet: checkpoint layout, train/eval forward contract, hand-computed losses and detections."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import detcore
+from detcore.config import Config, load_config, validate_config
+from detcore.structures.instances import Instances
+
+pytest.importorskip("det_plugin_retinanet", reason="det-plugin-retinanet is not installed")
+
+ROOT = Path(__file__).resolve().parents[3]
+CONFIGS = ROOT / "configs" / "retinanet"
+KEYS_DIR = Path("/work/shared/reference/checkpoint-keys")
+STANDARD = ["retinanet_r50_fpn_1x_coco", "retinanet_r101_fpn_1x_coco", "retinanet_x101_64x4d_fpn_1x_coco"]
+LINE = re.compile(r"^(?P<name>\S+) \((?P<shape>[0-9, ]*)\)$")
+
+
+def read_keys(name: str) -> tuple[int, list[tuple[str, tuple[int, ...]]]]:
+    """(parameter count, [(key, shape)]) of a reference checkpoint-keys file."""
+    path = KEYS_DIR / f"{name}.txt"
+    if not path.exists():
+        pytest.skip(f"reference checkpoint-keys file {path} is absent")
+    lines = path.read_text().splitlines()
+    count = int(re.search(r"(\d+) parameters", lines[0]).group(1))
+    entries = []
+    for line in lines[1:]:
+        m = LINE.match(line.strip())
+        assert m, f"unparsable line {line!r}"
+        shape = tuple(int(s) for s in m["shape"].replace(" ", "").split(",") if s)
+        entries.append((m["name"], shape))
+    return count, entries
+
+
+def load(name: str) -> Config:
+    cfg = load_config(CONFIGS / f"{name}.toml")
+    validate_config(Config({k: v for k, v in cfg.data.items() if k != "runner"}, cfg.provenance, cfg.filename))
+    return cfg
+
+
+def tiny_model(num_classes: int = 3, **test_cfg) -> torch.nn.Module:
+    """The shapes config's model with the given test settings, initialised with a fixed seed."""
+    cfg = load("retinanet_shapes")
+    model_cfg = cfg.to_dict()["model"]
+    model_cfg["bbox_head"]["num_classes"] = num_classes
+    model_cfg["test_cfg"].update(test_cfg)
+    torch.manual_seed(0)
+    model = detcore.build("detector", model_cfg)
+    model.init_weights()
+    return model
+
+
+def two_image_batch() -> dict:
+    torch.manual_seed(1)
+    imgs = torch.randn(2, 3, 96, 128)
+    metas = [
+        dict(img_shape=(96, 128, 3), pad_shape=(96, 128, 3), ori_shape=(48, 64, 3),
+             scale_factor=[2.0, 2.0, 2.0, 2.0], batch_input_shape=(96, 128), flip=False),
+        dict(img_shape=(90, 120, 3), pad_shape=(96, 128, 3), ori_shape=(90, 120, 3),
+             scale_factor=[1.0, 1.0, 1.0, 1.0], batch_input_shape=(96, 128), flip=False),
+    ]
+    gts = [
+        Instances(bboxes=torch.tensor([[10.0, 20.0, 60.0, 90.0], [70.0, 30.0, 120.0, 80.0]]),
+                  labels=torch.tensor([0, 2])),
+        Instances(bboxes=torch.tensor([[5.0, 5.0, 40.0, 40.0]]), labels=torch.tensor([1])),
+    ]
+    ignored = [Instances(bboxes=torch.zeros(0, 4)), Instances(bboxes=torch.zeros(0, 4))]
+    return dict(imgs=imgs, img_metas=metas, gt_instances=gts, gt_ignored_instances=ignored)
+
+
+# -- checkpoint layout ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", STANDARD)
+def test_state_dict_matches_reference_checkpoint(name):
+    count, entries = read_keys(name)
+    with torch.device("meta"):
+        model = detcore.build("detector", load(name)["model"])
+    state = model.state_dict()
+    assert list(state) == [k for k, _ in entries]
+    assert {k: tuple(v.shape) for k, v in state.items()} == dict(entries)
+    assert sum(p.numel() for p in model.parameters()) == count
+
+
+def test_reference_format_checkpoint_loads_through_init_detector(tmp_path):
+    from detcore.api import init_detector
+
+    _, entries = read_keys("retinanet_r50_fpn_1x_coco")
+    gen = torch.Generator().manual_seed(0)
+    state = {
+        k: (torch.tensor(7) if k.endswith("num_batches_tracked") else torch.rand(shape, generator=gen))
+        for k, shape in entries
+    }
+    ckpt = tmp_path / "retinanet_r50_fpn_1x_coco_ref.pth"
+    torch.save({"meta": {"CLASSES": [f"c{i}" for i in range(80)]}, "state_dict": state}, ckpt)
+    model = init_detector(CONFIGS / "retinanet_r50_fpn_1x_coco.toml", ckpt)
+    assert model.load_report.clean, model.load_report.format()
+    assert not model.training
+    loaded = model.state_dict()
+    for key in ("bbox_head.retina_cls.bias", "neck.fpn_convs.3.conv.weight", "backbone.layer4.2.bn3.running_var"):
+        assert torch.equal(loaded[key], state[key])
+
+
+# -- forward contract ----------------------------------------------------------------------------
+
+
+def test_train_forward_returns_reference_losses():
+    model = tiny_model()
+    model.train()
+    losses = model(**two_image_batch())
+    assert set(losses) == {"loss_cls", "loss_bbox"}
+    for name, per_level in losses.items():
+        assert len(per_level) == 5, name  # one per FPN level
+        assert all(torch.isfinite(v) and v.dim() == 0 for v in per_level), name
+    total = sum(sum(v) for v in losses.values())
+    total.backward()
+    assert model.bbox_head.retina_cls.weight.grad.abs().sum() > 0
+    # the prior (p = 0.01 everywhere) makes the classification loss of the finest level ~ 1.14 per positive
+    # focal term -0.25 * 0.99**2 * log(0.01) plus tiny negative terms: the total is close to it
+    assert 0.5 < float(sum(losses["loss_cls"]).detach()) < 2.0
+
+
+def test_eval_forward_gives_instances_in_original_coordinates():
+    model = tiny_model(score_thr=0.0, max_per_img=7)
+    model.eval()
+    batch = two_image_batch()
+    with torch.no_grad():
+        results = model(batch["imgs"], batch["img_metas"])
+    assert len(results) == 2
+    for res, meta in zip(results, batch["img_metas"]):
+        assert isinstance(res, Instances)
+        assert 0 < len(res) <= 7
+        assert res.bboxes.shape == (len(res), 4) and res.labels.dtype == torch.long
+        h, w = meta["ori_shape"][:2]
+        # boxes were clipped to img_shape then divided by scale_factor: inside the original image
+        assert res.bboxes[:, 0::2].min() >= 0 and res.bboxes[:, 0::2].max() <= w + 1e-4
+        assert res.bboxes[:, 1::2].min() >= 0 and res.bboxes[:, 1::2].max() <= h + 1e-4
+        assert bool((res.scores[:-1] >= res.scores[1:]).all())
+        assert res.labels.min() >= 0 and res.labels.max() < 3
+    # image 0 was upscaled 2x: its raw detections (rescale=False) are twice the returned ones
+    with torch.no_grad():
+        raw = model.predict(batch["imgs"], batch["img_metas"], rescale=False)
+    torch.testing.assert_close(raw[0].bboxes / 2, results[0].bboxes)
+
+
+# -- hand-computed case ---------------------------------------------------------------------------
+
+
+def _hand_head(reg_bias: list[float], cls_bias: float, **test_cfg):
+    """A RetinaHead with one level (stride 16, one 32x32 anchor per cell), two classes, and zero conv
+    weights, so every location predicts ``cls_bias`` logits and ``reg_bias`` deltas."""
+    head = detcore.build(
+        "dense_head",
+        {
+            "type": "RetinaHead", "num_classes": 2, "in_channels": 4, "feat_channels": 4, "stacked_convs": 1,
+            "anchor_generator": {"type": "AnchorGenerator", "octave_base_scale": 2, "scales_per_octave": 1,
+                                 "ratios": [1.0], "strides": [16]},
+            "train_cfg": {"assigner": {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.4,
+                                       "min_pos_iou": 0, "ignore_iof_thr": -1},
+                          "allowed_border": -1, "pos_weight": -1},
+            "test_cfg": {"nms_pre": 1000, "min_bbox_size": 0, "score_thr": 0.05,
+                         "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 100, **test_cfg},
+        },
+    )
+    with torch.no_grad():
+        for p in head.parameters():
+            p.zero_()
+        head.retina_cls.bias.fill_(cls_bias)
+        head.retina_reg.bias.copy_(torch.tensor(reg_bias))
+    return head
+
+
+def test_losses_match_hand_computation_for_one_box():
+    reg_bias = [0.1, -0.2, 0.3, 0.05]
+    head = _hand_head(reg_bias, cls_bias=-1.0)
+    feats = [torch.randn(1, 4, 4, 4)]  # 4x4 cells of a 64x64 image
+    meta = dict(img_shape=(64, 64, 3), pad_shape=(64, 64, 3), scale_factor=[1.0] * 4)
+    # anchors are [16j - 16, 16i - 16, 16j + 16, 16i + 16]; the gt overlaps cell (1, 1) = [0, 0, 32, 32]
+    # with IoU 900 / 1148 = 0.78 and every other anchor with IoU < 0.36: exactly one positive, index 5
+    gt = Instances(bboxes=torch.tensor([[2.0, 2.0, 34.0, 34.0]]), labels=torch.tensor([1]))
+    losses = head.loss(feats, [gt], [meta])
+
+    p = 1 / (1 + math.exp(1.0))  # sigmoid(-1)
+    pos_term = -0.25 * (1 - p) ** 2 * math.log(p)  # anchor 5, class 1
+    neg_term = -0.75 * p**2 * math.log(1 - p)  # every other (anchor, class) pair
+    expected_cls = (pos_term + (16 * 2 - 1) * neg_term) / 1  # averaged over 1 positive
+    # deltas of anchor [0, 0, 32, 32] to gt [2, 2, 34, 34]: (2/32, 2/32, log 1, log 1)
+    target = [2 / 32, 2 / 32, 0.0, 0.0]
+    expected_bbox = sum(abs(b - t) for b, t in zip(reg_bias, target))
+
+    assert len(losses["loss_cls"]) == 1
+    assert float(losses["loss_cls"][0].detach()) == pytest.approx(expected_cls, rel=1e-5)
+    assert float(losses["loss_bbox"][0].detach()) == pytest.approx(expected_bbox, rel=1e-5)
+
+    # the assignment itself
+    anchors, flags = head.get_anchors([(4, 4)], [meta])
+    torch.testing.assert_close(anchors[0][0][5], torch.tensor([0.0, 0.0, 32.0, 32.0]))
+    labels, label_weights, bbox_targets, bbox_weights, num_pos, num_neg = head.get_targets(
+        anchors, flags, [gt.bboxes], [meta], gt_labels_list=[gt.labels]
+    )
+    expected_labels = torch.full((1, 16), 2, dtype=torch.long)
+    expected_labels[0, 5] = 1
+    assert torch.equal(labels[0], expected_labels)
+    assert torch.equal(label_weights[0], torch.ones(1, 16))
+    assert (num_pos, num_neg) == (1, 15)
+    torch.testing.assert_close(bbox_targets[0][0, 5], torch.tensor(target))
+    assert float(bbox_weights[0].sum()) == 4.0
+
+
+def test_detections_match_hand_computation():
+    # every cell predicts class 0 with sigmoid(2) and deltas 0: the detections are the anchors
+    # clipped to the image; the 4 inner ones overlap their neighbours with IoU 1/3 < 0.5, so more than
+    # max_per_img candidates survive NMS
+    head = _hand_head([0.0, 0.0, 0.0, 0.0], cls_bias=0.0, max_per_img=10)
+    with torch.no_grad():
+        head.retina_cls.bias.copy_(torch.tensor([2.0, -3.0]))
+    meta = dict(img_shape=(64, 64, 3), pad_shape=(64, 64, 3), scale_factor=[2.0, 2.0, 2.0, 2.0])
+    (res,) = head.predict([torch.zeros(1, 4, 4, 4)], [meta], rescale=True)
+    assert len(res) == 10  # max_per_img of the 16 candidates
+    assert torch.equal(res.labels, torch.zeros(10, dtype=torch.long))
+    torch.testing.assert_close(res.scores, torch.full((10,), 1 / (1 + math.exp(-2.0))))
+    clipped = {
+        (max(16 * j - 16, 0) / 2, max(16 * i - 16, 0) / 2, min(16 * j + 16, 64) / 2, min(16 * i + 16, 64) / 2)
+        for i in range(4) for j in range(4)
+    }
+    got = {tuple(round(v, 4) for v in box) for box in res.bboxes.tolist()}
+    assert got <= clipped and len(got) == 10

@@ -1,0 +1,49 @@
+"""Two processes under torchrun (gloo, CPU): replicas stay equal, rank 0 logs and checkpoints once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomli_w
+import torch
+
+HERE = Path(__file__).parent
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tmp_path, tiny_plugin):
+    cfg = tiny_plugin.base_config(
+        tmp_path / "work", log_config={"interval": 1},
+        data={"val": {"type": "TinyBoxes", "num_samples": 5, "seed": 1, "test_mode": True}},
+    )
+    config = tmp_path / "dist.toml"
+    config.write_text(tomli_w.dumps(cfg))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+           str(HERE / "run_tiny.py"), str(config), "--dump", str(tmp_path / "final.pt")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r0 = torch.load(tmp_path / "final.rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "final.rank1.pt", weights_only=True)
+    for key, value in r0["state_dict"].items():
+        assert torch.equal(value, r1["state_dict"][key]), key
+    # 8 samples / (2 processes x batch 2) = 2 iterations per epoch, 2 epochs
+    assert r0["iter"] == 4 and r0["metrics"] == r1["metrics"]
+    assert r0["metrics"]["count"] == 5.0  # the sampler's padding is cut when results are gathered
+    work = tmp_path / "work"
+    logs = list(work.glob("*.log"))
+    assert len(logs) == 1
+    text = logs[0].read_text()
+    train_lines = [line.split(" - ")[-1] for line in text.splitlines() if "Epoch [" in line]
+    assert len(train_lines) == 4 and len(set(train_lines)) == 4
+    assert text.count("Epoch(val)") == 2
+    records = [json.loads(line) for line in next(work.glob("*.log.json")).read_text().splitlines()]
+    assert [r["mode"] for r in records] == ["train", "train", "val", "train", "train", "val"]
+    assert sorted(p.name for p in work.glob("*.pth")) == ["epoch_1.pth", "epoch_2.pth", "latest.pth"]
+    assert len(torch.load(work / "epoch_2.pth", weights_only=True)["rng"]) == 2
+    assert proc.stdout.count("Epoch(val) [2]") == 1
