@@ -12,6 +12,7 @@ no compute) and sums the reference key lists in ``../shared/reference/checkpoint
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import statistics
@@ -28,27 +29,52 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY_DIR = REPO_ROOT.parent / "shared" / "reference" / "checkpoint-keys"
 
 C2_C5 = [256, 512, 1024, 2048]
-#: the two FPN set-ups of the reference's standard configs
+#: the FPN set-ups of the reference's standard configs
 NECKS: dict[str, dict[str, Any]] = {
     # Faster/Mask R-CNN, RPN, Cascade, HTC: P2-P6, P6 by max-pooling P5
     "FPN P2-P6": {"type": "FPN", "in_channels": C2_C5, "out_channels": 256, "num_outs": 5},
     # RetinaNet: P3-P7, P6 and P7 by stride-2 convs on C5
-    "FPN P3-P7 (on_input)": {"type": "FPN", "in_channels": C2_C5, "out_channels": 256, "num_outs": 5,
-                             "start_level": 1, "add_extra_convs": "on_input"},
+    "FPN P3-P7 (on_input)": {
+        "type": "FPN",
+        "in_channels": C2_C5,
+        "out_channels": 256,
+        "num_outs": 5,
+        "start_level": 1,
+        "add_extra_convs": "on_input",
+    },
     # FCOS: P3-P7, extra convs on P5, ReLU between them
-    "FPN P3-P7 (on_output)": {"type": "FPN", "in_channels": C2_C5, "out_channels": 256, "num_outs": 5,
-                              "start_level": 1, "add_extra_convs": "on_output", "relu_before_extra_convs": True},
+    "FPN P3-P7 (on_output)": {
+        "type": "FPN",
+        "in_channels": C2_C5,
+        "out_channels": 256,
+        "num_outs": 5,
+        "start_level": 1,
+        "add_extra_convs": "on_output",
+        "relu_before_extra_convs": True,
+    },
 }
-DCN_C3_C5 = {"dcn": {"type": "DCN", "deform_groups": 1, "fallback_on_stride": False},
-             "stage_with_dcn": [False, True, True, True]}
+DCN_C3_C5 = {
+    "dcn": {"type": "DCN", "deform_groups": 1, "fallback_on_stride": False},
+    "stage_with_dcn": [False, True, True, True],
+}
 BACKBONES: dict[str, dict[str, Any]] = {
     "ResNet-50": {"type": "ResNet", "depth": 50},
-    "ResNet-50 (caffe)": {"type": "ResNet", "depth": 50, "style": "caffe",
-                          "norm_cfg": {"type": "BN", "requires_grad": False}},
+    "ResNet-50 (caffe)": {
+        "type": "ResNet",
+        "depth": 50,
+        "style": "caffe",
+        "norm_cfg": {"type": "BN", "requires_grad": False},
+    },
     "ResNet-101": {"type": "ResNet", "depth": 101},
     "ResNeXt-101-32x4d": {"type": "ResNeXt", "depth": 101, "groups": 32, "base_width": 4},
     "ResNeXt-101-64x4d": {"type": "ResNeXt", "depth": 101, "groups": 64, "base_width": 4},
-    "ResNeXt-101-64x4d DCN c3-c5": {"type": "ResNeXt", "depth": 101, "groups": 64, "base_width": 4, **DCN_C3_C5},
+    "ResNeXt-101-64x4d DCN c3-c5": {
+        "type": "ResNeXt",
+        "depth": 101,
+        "groups": 64,
+        "base_width": 4,
+        **DCN_C3_C5,
+    },
 }
 #: (backbone, neck) -> reference checkpoint whose backbone.* + neck.* entries it must reproduce
 COMBINATIONS: list[tuple[str, str, str | None]] = [
@@ -61,8 +87,11 @@ COMBINATIONS: list[tuple[str, str, str | None]] = [
     ("ResNeXt-101-32x4d", "FPN P3-P7 (on_input)", None),
     ("ResNeXt-101-64x4d", "FPN P2-P6", "faster_rcnn_x101_64x4d_fpn_1x_coco"),
     ("ResNeXt-101-64x4d", "FPN P3-P7 (on_input)", "retinanet_x101_64x4d_fpn_1x_coco"),
-    ("ResNeXt-101-64x4d DCN c3-c5", "FPN P2-P6",
-     "htc_x101_64x4d_fpn_dconv_c3-c5_mstrain_400_1400_16x1_20e_coco"),
+    (
+        "ResNeXt-101-64x4d DCN c3-c5",
+        "FPN P2-P6",
+        "htc_x101_64x4d_fpn_dconv_c3-c5_mstrain_400_1400_16x1_20e_coco",
+    ),
 ]
 #: torchvision ImageNet models: (kind, depth, (groups, base_width)) -> (name, published params, fc params)
 TORCHVISION: dict[tuple[str, int, tuple[int, ...]], tuple[str, int, int]] = {
@@ -110,8 +139,8 @@ def _build(kind: str, cfg: dict[str, Any]) -> nn.Module:
 def count_table() -> str:
     """Parameters of each (backbone, neck) of :data:`COMBINATIONS` and of the reference's key list."""
     lines = [
-        "| backbone | neck | backbone params | neck params | backbone + neck | reference: backbone.* + neck.* "
-        "of the key list |",
+        "| backbone | neck | backbone params | neck params | backbone + neck "
+        "| reference: backbone.* + neck.* of the key list |",
         "| --- | --- | ---: | ---: | ---: | --- |",
     ]
     for bname, nname, ref in COMBINATIONS:
@@ -129,7 +158,10 @@ def count_table() -> str:
 
 def shape_table(size: tuple[int, int]) -> str:
     """Output shapes (C x H x W) of every backbone and of every neck on ResNet-50 features."""
-    lines = [f"| module | outputs for a 1x3x{size[0]}x{size[1]} input (C x H x W, batch 1) |", "| --- | --- |"]
+    lines = [
+        f"| module | outputs for a 1x3x{size[0]}x{size[1]} input (C x H x W, batch 1) |",
+        "| --- | --- |",
+    ]
     x = torch.empty(1, 3, *size, device="meta")
     with torch.no_grad():
         for bname, cfg in BACKBONES.items():
@@ -144,8 +176,10 @@ def shape_table(size: tuple[int, int]) -> str:
 
 def backbone_table() -> str:
     """Backbone parameter counts against torchvision's published ImageNet model counts minus ``fc``."""
-    lines = ["| backbone | params | torchvision model | its published params | minus fc | |",
-             "| --- | ---: | --- | ---: | ---: | --- |"]
+    lines = [
+        "| backbone | params | torchvision model | its published params | minus fc | |",
+        "| --- | ---: | --- | ---: | ---: | --- |",
+    ]
     for (kind, depth, gw), (tv_name, tv_count, fc) in TORCHVISION.items():
         cfg: dict[str, Any] = {"type": kind, "depth": depth}
         if gw:
@@ -164,18 +198,42 @@ def tables(size: tuple[int, int]) -> str:
 # ------------------------------------------------------------------------------------------------ timing
 
 
-def time_forward(fn: Callable[[], Any], warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:
-    """Wall-clock milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+def time_forward(
+    fn: Callable[[], Any], warmup: int, repeats: int, sync: Callable[[], None]
+) -> tuple[list[float], list[float]]:
+    """Wall-clock and process-CPU milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls.
+
+    On a shared machine the wall time grows with the other processes' load; the CPU time (summed over
+    this process's threads) much less so.
+    """
     for _ in range(warmup):
         fn()
     sync()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         sync()
-        times.append((time.perf_counter() - start) * 1000)
-    return times
+        wall.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+    return wall, cpu
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    try:
+        return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "load average unknown"
 
 
 def benchmark(device: str, size: tuple[int, int], warmup: int, repeats: int) -> None:
@@ -187,13 +245,21 @@ def benchmark(device: str, size: tuple[int, int], warmup: int, repeats: int) -> 
     backbone, neck = backbone.to(device).eval(), neck.to(device).eval()
     x = torch.randn(1, 3, *size, device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    label = (f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
-             if device == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})")
+    if device == "cpu":
+        label = (
+            f"cpu ({torch.get_num_threads()} threads, {cpu_name()}, {os.cpu_count()} cores, {load_average()})"
+        )
+    else:
+        label = f"{device} ({torch.cuda.get_device_name(device)})"
+    print(label)
     with torch.no_grad():
         for name, fn in (("ResNet-50", lambda: backbone(x)), ("ResNet-50-FPN", lambda: neck(backbone(x)))):
-            ms = time_forward(fn, warmup, repeats, sync)
-            print(f"{name:14s} 1x3x{size[0]}x{size[1]}  {label}: median {statistics.median(ms):8.1f} ms, "
-                  f"min {min(ms):8.1f} ms over {repeats} runs")
+            wall, cpu = time_forward(fn, warmup, repeats, sync)
+            extra = f"; process CPU time median {statistics.median(cpu):8.1f} ms" if device == "cpu" else ""
+            print(
+                f"  {name:14s} 1x3x{size[0]}x{size[1]}: wall median {statistics.median(wall):8.1f} ms, "
+                f"min {min(wall):8.1f} ms over {repeats} runs{extra}"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:

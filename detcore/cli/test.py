@@ -80,8 +80,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "test",
         help="evaluate a checkpoint on the test data",
-        description="Run the [model] of CONFIG with the weights of CHECKPOINT over [data.test] and compute the "
-        "[evaluator]'s metrics.",
+        description="Run the [model] of CONFIG with the weights of CHECKPOINT over [data.test] and compute "
+        "the [evaluator]'s metrics.",
     )
     parser.add_argument("config", help="TOML config file")
     parser.add_argument("checkpoint", help="checkpoint file or URL")

@@ -10,8 +10,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "train",
         help="train a model from a config",
-        description="Train the [model] of CONFIG on [data.train], validating on [data.val] as [evaluation] says. "
-        "Under torchrun each process trains one replica (DistributedDataParallel).",
+        description="Train the [model] of CONFIG on [data.train], validating on [data.val] as [evaluation] "
+        "says. Under torchrun each process trains one replica (DistributedDataParallel).",
     )
     parser.add_argument("config", help="TOML config file")
     parser.add_argument(

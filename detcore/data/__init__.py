@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 # bound eagerly so that ``detcore.data.collate`` is the function, not the submodule of that name
-from detcore.data.collate import collate
+from detcore.data.collate import collate as collate
 
 _EXPORTS = {
     "build_dataset": "detcore.data.builder",

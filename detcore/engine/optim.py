@@ -109,7 +109,8 @@ def param_groups(
     for key, opts in custom.items():
         if not isinstance(opts, Mapping) or set(opts) - {"lr_mult", "decay_mult"}:
             raise ConfigError(
-                f"optimizer.paramwise_cfg.custom_keys.{key}: expected a table with lr_mult and/or decay_mult, got {opts!r}"
+                f"optimizer.paramwise_cfg.custom_keys.{key}: expected a table of lr_mult and/or decay_mult, "
+                f"got {opts!r}"
             )
     patterns = list(custom)
     groups: dict[tuple[float, float], dict[str, Any]] = {}

@@ -56,7 +56,8 @@ class ProgressBar:
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         bar = "#" * filled + "." * (self.width - filled)
         text = (
-            f"{self.desc}[{bar}] {self.done}/{self.total}, {rate:.1f} it/s, elapsed {format_seconds(elapsed)}, "
+            f"{self.desc}[{bar}] {self.done}/{self.total}, {rate:.1f} it/s, "
+            f"elapsed {format_seconds(elapsed)}, "
             f"ETA {format_seconds(eta)}"
         )
         return f"{text} {suffix}".rstrip()

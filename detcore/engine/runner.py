@@ -232,7 +232,7 @@ class Runner:
         return logger
 
     def _validate(self) -> None:
-        """``validate_config`` on everything but the ``runner`` table (its ``type`` is a loop, not a component)."""
+        """``validate_config`` on all but the ``runner`` table (its ``type`` is a loop, no component)."""
         data = {k: v for k, v in self.cfg.data.items() if k != "runner"}
         validate_config(Config(data, self.cfg.provenance, self.cfg.filename))
 
@@ -406,7 +406,7 @@ class Runner:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def train(self) -> dict[str, float]:
-        """Train to ``max_epochs`` / ``max_iters``; returns the metrics of the last validation ({} if none)."""
+        """Train to ``max_epochs`` / ``max_iters``; returns the last validation's metrics ({} if none)."""
         if self.optimizer is None:
             raise ConfigError(f"{self.cfg.filename}: training needs an [optimizer] table")
         self.model.train()
@@ -427,6 +427,7 @@ class Runner:
         if not self.last_metrics and any(type(h).__name__ == "EvalHook" for h in self.hooks):
             self.val()
         self.call.after_run(runner=self)
+        dist_utils.barrier()  # no rank leaves (and tears the process group down) while another still works
         return dict(self.last_metrics)
 
     def _prepare_start(self) -> None:
@@ -465,8 +466,8 @@ class Runner:
         for skipped in range(self.inner_iter):  # resuming mid-epoch: the batches already trained on
             if next(batches, None) is None:
                 raise RuntimeError(
-                    f"cannot resume at batch {self.inner_iter} of epoch {self.epoch + 1}: the data gives only "
-                    f"{skipped} batches now (did the dataset or batch size change?)"
+                    f"cannot resume at batch {self.inner_iter} of epoch {self.epoch + 1}: the data gives "
+                    f"only {skipped} batches now (did the dataset or batch size change?)"
                 )
         if mid_epoch_resume:
             set_rng_state(self._pending_rng)
@@ -565,6 +566,7 @@ class Runner:
         metrics = self._evaluate("test")
         self.last_metrics = metrics
         self.call.after_run(runner=self)
+        dist_utils.barrier()
         return metrics
 
     # -- checkpoints ------------------------------------------------------------------------------------
@@ -646,7 +648,7 @@ class Runner:
     def load_weights_from(self, source: str | Path, strict: bool = False) -> dict[str, Any] | None:
         """Load model weights only (``load_from``, test checkpoints), logging what did not match.
 
-        ``source`` is a path or a URL (downloaded to the cache with a checksum check). Returns the loaded file.
+        ``source`` is a path or a URL (downloaded to the cache, checksum-checked). Returns the loaded file.
         """
         path = resolve_checkpoint_path(str(source))
         ckpt = load_checkpoint_file(path, map_location="cpu")

@@ -21,7 +21,7 @@ from detcore.errors import ConfigError
 
 
 class Schedule:
-    """Base class: ``value(base, progress, max_progress)``; ``min_lr``/``min_lr_ratio`` set a floor or target."""
+    """Base class: ``value(base, progress, max_progress)``; ``min_lr``/``min_lr_ratio``: floor or target."""
 
     def __init__(self, min_lr: float | None = None, min_lr_ratio: float | None = None) -> None:
         if min_lr is not None and min_lr_ratio is not None:

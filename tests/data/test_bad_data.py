@@ -15,8 +15,11 @@ def _coco(tmp_path, anns, images=None):
     images = images or [{"id": i, "file_name": f"{i}.png", "width": 40, "height": 30} for i in (1, 2, 3)]
     for im in images:
         imwrite(np.zeros((30, 40, 3), np.uint8), str(tmp_path / im["file_name"]))
-    data = {"images": images, "annotations": anns,
-            "categories": [{"id": 1, "name": "a"}, {"id": 5, "name": "b"}]}
+    data = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "a"}, {"id": 5, "name": "b"}],
+    }
     (tmp_path / "ann.json").write_text(json.dumps(data))
     return str(tmp_path / "ann.json")
 
@@ -30,16 +33,21 @@ GOOD = [_ann(1, 1, [1, 1, 10, 10]), _ann(2, 2, [2, 2, 5, 5], cat=5), _ann(3, 3, 
 
 def test_each_bad_annotation_is_skipped_and_counted(tmp_path):
     anns = GOOD + [
-        _ann(10, 1, [1, 1, 0, 5]),                 # zero width
-        _ann(11, 1, [float("nan"), 1, 3, 3]),      # NaN
-        _ann(12, 1, [100, 100, 5, 5]),             # outside the 40x30 image
-        _ann(13, 1, [30, 20, 20, 20]),             # partly outside: clipped
-        _ann(14, 2, [1, 1, 5, 5], cat=99),         # unknown category
-        _ann(15, 2, [1, 1, 5, 5], iscrowd=1),      # crowd -> ignore, not bad
+        _ann(10, 1, [1, 1, 0, 5]),  # zero width
+        _ann(11, 1, [float("nan"), 1, 3, 3]),  # NaN
+        _ann(12, 1, [100, 100, 5, 5]),  # outside the 40x30 image
+        _ann(13, 1, [30, 20, 20, 20]),  # partly outside: clipped
+        _ann(14, 2, [1, 1, 5, 5], cat=99),  # unknown category
+        _ann(15, 2, [1, 1, 5, 5], iscrowd=1),  # crowd -> ignore, not bad
     ]
     ds = CocoDataset(_coco(tmp_path, anns), PIPE, img_prefix=str(tmp_path))
-    assert ds.bad_data_summary() == {"bad_box_size": 1, "nan_box": 1, "box_outside_image": 1, "box_clipped": 1,
-                                     "unknown_category": 1}
+    assert ds.bad_data_summary() == {
+        "bad_box_size": 1,
+        "nan_box": 1,
+        "box_outside_image": 1,
+        "box_clipped": 1,
+        "unknown_category": 1,
+    }
     info = ds.get_ann_info(0)
     np.testing.assert_allclose(info["bboxes"], [[1, 1, 11, 11], [30, 20, 40, 30]])
     assert len(ds.get_ann_info(1)["bboxes_ignore"]) == 1

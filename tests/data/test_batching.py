@@ -7,21 +7,30 @@ from detcore.structures import Instances
 
 
 def _sample(h, w, n=1):
-    return {"img": torch.ones(3, h, w), "img_meta": {"img_id": h * 1000 + w},
-            "gt_instances": Instances(bboxes=torch.zeros(n, 4), labels=torch.zeros(n, dtype=torch.long)),
-            "gt_ignored_instances": Instances(bboxes=torch.zeros(0, 4)),
-            "gt_semantic_seg": torch.zeros(1, h, w, dtype=torch.long)}
+    return {
+        "img": torch.ones(3, h, w),
+        "img_meta": {"img_id": h * 1000 + w},
+        "gt_instances": Instances(bboxes=torch.zeros(n, 4), labels=torch.zeros(n, dtype=torch.long)),
+        "gt_ignored_instances": Instances(bboxes=torch.zeros(0, 4)),
+        "gt_semantic_seg": torch.zeros(1, h, w, dtype=torch.long),
+    }
 
 
 def test_collate_pads_to_largest_and_divisor():
     b = collate([_sample(10, 20), _sample(15, 12, 3), None], pad_size_divisor=8)
     assert b["imgs"].shape == (2, 3, 16, 24)
-    assert b["imgs"][0, :, :10, :20].eq(1).all() and b["imgs"][0, :, 10:].eq(0).all() and b["imgs"][1, :, :, 12:].eq(0).all()
+    assert (
+        b["imgs"][0, :, :10, :20].eq(1).all()
+        and b["imgs"][0, :, 10:].eq(0).all()
+        and b["imgs"][1, :, :, 12:].eq(0).all()
+    )
     assert [m["batch_input_shape"] for m in b["img_metas"]] == [(16, 24), (16, 24)]
     assert [len(g) for g in b["gt_instances"]] == [1, 3] and len(b["gt_ignored_instances"]) == 2
     assert b["gt_semantic_seg"].shape == (2, 1, 16, 24) and b["gt_semantic_seg"][0, 0, 12, 0] == 255
     aug = collate([[_sample(10, 20), _sample(20, 40)], [_sample(12, 20), _sample(24, 40)]])
-    assert [t.shape for t in aug["imgs"]] == [(2, 3, 12, 20), (2, 3, 24, 40)] and len(aug["img_metas"][1]) == 2
+    assert [t.shape for t in aug["imgs"]] == [(2, 3, 12, 20), (2, 3, 24, 40)] and len(
+        aug["img_metas"][1]
+    ) == 2
 
 
 class _FlagDS(torch.utils.data.Dataset):
@@ -41,7 +50,7 @@ def test_group_samplers_share_orientation_per_batch():
     idx = list(s)
     assert len(idx) == len(s) and set(idx) == set(range(23))
     for k in range(0, len(idx), 4):
-        assert len({int(ds.flag[i]) for i in idx[k:k + 4]}) == 1
+        assert len({int(ds.flag[i]) for i in idx[k : k + 4]}) == 1
     s.set_epoch(1)
     assert list(s) != idx  # reshuffled per epoch
     parts = [list(DistributedGroupSampler(ds, 2, num_replicas=3, rank=r, seed=0)) for r in range(3)]
@@ -62,7 +71,10 @@ class _RandDS(torch.utils.data.Dataset):
         return 8
 
     def __getitem__(self, i):
-        return {"img": torch.zeros(3, 2, 2), "img_meta": {"r": float(np.random.rand()), "t": float(torch.rand(1))}}
+        return {
+            "img": torch.zeros(3, 2, 2),
+            "img_meta": {"r": float(np.random.rand()), "t": float(torch.rand(1))},
+        }
 
 
 def test_dataloader_worker_seeding_is_reproducible():

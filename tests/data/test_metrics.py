@@ -15,14 +15,39 @@ from detcore.structures import Instances
 def _gt_file(tmp_path):
     images = [{"id": i, "file_name": f"{i}.jpg", "width": 100, "height": 80} for i in (1, 2)]
     anns = [
-        {"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 10, 40, 30], "area": 1200, "iscrowd": 0,
-         "segmentation": [[10, 10, 50, 10, 50, 40, 10, 40]]},
-        {"id": 2, "image_id": 1, "category_id": 7, "bbox": [60, 20, 30, 50], "area": 1500, "iscrowd": 0,
-         "segmentation": [[60, 20, 90, 20, 90, 70, 60, 70]]},
-        {"id": 3, "image_id": 2, "category_id": 3, "bbox": [5, 5, 20, 20], "area": 400, "iscrowd": 0,
-         "segmentation": [[5, 5, 25, 5, 25, 25, 5, 25]]},
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 3,
+            "bbox": [10, 10, 40, 30],
+            "area": 1200,
+            "iscrowd": 0,
+            "segmentation": [[10, 10, 50, 10, 50, 40, 10, 40]],
+        },
+        {
+            "id": 2,
+            "image_id": 1,
+            "category_id": 7,
+            "bbox": [60, 20, 30, 50],
+            "area": 1500,
+            "iscrowd": 0,
+            "segmentation": [[60, 20, 90, 20, 90, 70, 60, 70]],
+        },
+        {
+            "id": 3,
+            "image_id": 2,
+            "category_id": 3,
+            "bbox": [5, 5, 20, 20],
+            "area": 400,
+            "iscrowd": 0,
+            "segmentation": [[5, 5, 25, 5, 25, 25, 5, 25]],
+        },
     ]
-    data = {"images": images, "annotations": anns, "categories": [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}]}
+    data = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": 3, "name": "a"}, {"id": 7, "name": "b"}],
+    }
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(data))
     return str(path), data
@@ -32,23 +57,35 @@ def _preds(data, shift=0.0):
     by_img = {}
     for a in data["annotations"]:
         x, y, w, h = a["bbox"]
-        by_img.setdefault(a["image_id"], []).append(([x + shift, y, x + w + shift, y + h], {3: 0, 7: 1}[a["category_id"]]))
+        by_img.setdefault(a["image_id"], []).append(
+            ([x + shift, y, x + w + shift, y + h], {3: 0, 7: 1}[a["category_id"]])
+        )
     out = []
     for img_id in (1, 2):
         boxes = torch.tensor([b for b, _ in by_img[img_id]], dtype=torch.float32)
         labels = torch.tensor([lab for _, lab in by_img[img_id]])
         masks = torch.zeros(len(boxes), 80, 100, dtype=torch.bool)
         for k, b in enumerate(boxes.long().tolist()):
-            masks[k, b[1]:b[3], b[0]:b[2]] = True
-        out.append(({"img_id": img_id}, Instances(bboxes=boxes, scores=torch.linspace(0.9, 0.8, len(boxes)),
-                                                  labels=labels, masks=masks)))
+            masks[k, b[1] : b[3], b[0] : b[2]] = True
+        out.append(
+            (
+                {"img_id": img_id},
+                Instances(
+                    bboxes=boxes, scores=torch.linspace(0.9, 0.8, len(boxes)), labels=labels, masks=masks
+                ),
+            )
+        )
     return out
 
 
 def test_perfect_detections_give_one(tmp_path):
     path, data = _gt_file(tmp_path)
-    m = CocoMetric(ann_file=path, metric=["bbox", "segm", "proposal"], classwise=True,
-                   outfile_prefix=str(tmp_path / "res"))
+    m = CocoMetric(
+        ann_file=path,
+        metric=["bbox", "segm", "proposal"],
+        classwise=True,
+        outfile_prefix=str(tmp_path / "res"),
+    )
     for meta, pred in _preds(data):
         m.process([meta], [pred])
     r = m.compute(m.results)
@@ -69,8 +106,14 @@ def test_shifted_boxes_match_cocoeval_called_directly(tmp_path):
     dets = []
     for meta, pred in preds:
         for b, s, lab in zip(pred.bboxes.tolist(), pred.scores.tolist(), pred.labels.tolist()):
-            dets.append({"image_id": meta["img_id"], "category_id": [3, 7][lab], "score": s,
-                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})
+            dets.append(
+                {
+                    "image_id": meta["img_id"],
+                    "category_id": [3, 7][lab],
+                    "score": s,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                }
+            )
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(path)
         ev = COCOeval(gt, gt.loadRes(dets), "bbox")
@@ -90,13 +133,25 @@ def test_average_precision_modes():
 
 
 def test_eval_map_hand_computed_with_difficult():
-    ann = {"bboxes": np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32), "labels": np.array([0, 0]),
-           "bboxes_ignore": np.array([[40, 40, 50, 50]], np.float32), "labels_ignore": np.array([0])}
-    dets = [[np.array([[0, 0, 10, 10, 0.9],        # TP
-                       [40, 40, 50, 50, 0.85],     # matches a difficult gt: ignored
-                       [60, 60, 70, 70, 0.8],      # FP
-                       [21, 21, 30, 30, 0.7],      # TP (IoU 0.81)
-                       [0, 0, 10, 10, 0.6]])]]     # duplicate: FP
+    ann = {
+        "bboxes": np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32),
+        "labels": np.array([0, 0]),
+        "bboxes_ignore": np.array([[40, 40, 50, 50]], np.float32),
+        "labels_ignore": np.array([0]),
+    }
+    dets = [
+        [
+            np.array(
+                [
+                    [0, 0, 10, 10, 0.9],  # TP
+                    [40, 40, 50, 50, 0.85],  # matches a difficult gt: ignored
+                    [60, 60, 70, 70, 0.8],  # FP
+                    [21, 21, 30, 30, 0.7],  # TP (IoU 0.81)
+                    [0, 0, 10, 10, 0.6],
+                ]
+            )
+        ]
+    ]  # duplicate: FP
     mean_ap, per_class = eval_map(dets, [ann], iou_thr=0.5)
     # ranked TP, FP, TP, FP -> recall .5 .5 1 1, precision 1 .5 .667 .5 -> AP = .5 + .5 * 2/3
     assert mean_ap == pytest.approx(0.5 + 0.5 * 2 / 3) and per_class[0]["num_gts"] == 2
@@ -107,13 +162,23 @@ class _VOCLike:
     img_ids = ["x"]
 
     def get_ann_info(self, idx):
-        return {"bboxes": np.array([[0, 0, 10, 10]], np.float32), "labels": np.array([1]),
-                "bboxes_ignore": np.zeros((0, 4), np.float32), "labels_ignore": np.zeros(0, np.int64)}
+        return {
+            "bboxes": np.array([[0, 0, 10, 10]], np.float32),
+            "labels": np.array([1]),
+            "bboxes_ignore": np.zeros((0, 4), np.float32),
+            "labels_ignore": np.zeros(0, np.int64),
+        }
 
 
 def test_voc_metric():
     m = VOCMetric(dataset=_VOCLike(), eval_mode="11points")
-    m.process([{"img_id": "x"}], [Instances(bboxes=torch.tensor([[0.0, 0, 10, 10]]), scores=torch.tensor([0.5]),
-                                            labels=torch.tensor([1]))])
+    m.process(
+        [{"img_id": "x"}],
+        [
+            Instances(
+                bboxes=torch.tensor([[0.0, 0, 10, 10]]), scores=torch.tensor([0.5]), labels=torch.tensor([1])
+            )
+        ],
+    )
     r = m.compute(m.results)
     assert r["mAP"] == pytest.approx(1.0) and r["AP_b"] == pytest.approx(1.0) and r["AP_a"] == 0.0

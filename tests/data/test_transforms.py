@@ -21,7 +21,6 @@ from detcore.data.transforms.photometric import PhotoMetricDistortion, bgr2hsv, 
 from detcore.structures import BitmapMasks, PolygonMasks
 
 
-
 def coord_image(h: int, w: int) -> np.ndarray:
     """uint8 image whose pixels encode their coordinates (y in channel 0, x in channel 1)."""
     img = np.zeros((h, w, 3), dtype=np.uint8)
@@ -38,12 +37,19 @@ def make_sample(h=40, w=60):
     mask[0, 10:30, 20:50] = 1
     seg = mask[0].copy()
     return {
-        "img": img, "img_shape": img.shape, "ori_shape": img.shape, "img_fields": ["img"],
+        "img": img,
+        "img_shape": img.shape,
+        "ori_shape": img.shape,
+        "img_fields": ["img"],
         "img_info": {"id": 7, "filename": "x.jpg", "width": w, "height": h},
-        "gt_bboxes": np.array([[20, 10, 50, 30]], np.float32), "gt_labels": np.array([2]),
+        "gt_bboxes": np.array([[20, 10, 50, 30]], np.float32),
+        "gt_labels": np.array([2]),
         "gt_bboxes_ignore": np.zeros((0, 4), np.float32),
-        "gt_masks": BitmapMasks(mask, h, w), "gt_semantic_seg": seg,
-        "bbox_fields": ["gt_bboxes", "gt_bboxes_ignore"], "mask_fields": ["gt_masks"], "seg_fields": ["gt_semantic_seg"],
+        "gt_masks": BitmapMasks(mask, h, w),
+        "gt_semantic_seg": seg,
+        "bbox_fields": ["gt_bboxes", "gt_bboxes_ignore"],
+        "mask_fields": ["gt_masks"],
+        "seg_fields": ["gt_semantic_seg"],
     }
 
 
@@ -54,7 +60,11 @@ def white_region(img):
 def test_resize_keep_ratio_reference_numerics():
     s = Resize(img_scale=(1333, 800), keep_ratio=True)(make_sample(40, 60))
     # factor = min(1333 / 60, 800 / 40) = 20 -> (1200, 800)
-    assert s["img"].shape == (800, 1200, 3) and s["img_shape"] == (800, 1200, 3) and s["pad_shape"] == (800, 1200, 3)
+    assert (
+        s["img"].shape == (800, 1200, 3)
+        and s["img_shape"] == (800, 1200, 3)
+        and s["pad_shape"] == (800, 1200, 3)
+    )
     np.testing.assert_allclose(s["scale_factor"], [20, 20, 20, 20])
     assert s["scale_factor"].dtype == np.float32 and s["keep_ratio"] and s["scale"] == (1333, 800)
     np.testing.assert_allclose(s["gt_bboxes"], [[400, 200, 1000, 600]])
@@ -79,7 +89,10 @@ def test_resize_no_keep_ratio_and_multiscale():
     np.testing.assert_allclose(s["scale_factor"], [0.5, 2, 0.5, 2])
     np.testing.assert_allclose(s["gt_bboxes"], [[10, 20, 25, 60]])
     np.random.seed(0)
-    seen = {Resize(img_scale=[[100, 50], [200, 60]], multiscale_mode="value")(make_sample())["scale"] for _ in range(20)}
+    seen = {
+        Resize(img_scale=[[100, 50], [200, 60]], multiscale_mode="value")(make_sample())["scale"]
+        for _ in range(20)
+    }
     assert seen == {(100, 50), (200, 60)}
     for _ in range(10):
         sc = Resize(img_scale=[[100, 50], [200, 60]], multiscale_mode="range")(make_sample())["scale"]
@@ -182,11 +195,17 @@ def test_loading_and_packing(tmp_path):
     imwrite(img, str(tmp_path / "a.png"))
     assert imread(str(tmp_path / "a.png"))[0, 0].tolist() == [10, 0, 200]
     results = {
-        "img_info": {"id": 3, "filename": "a.png", "width": 8, "height": 6}, "img_prefix": str(tmp_path),
-        "ann_info": {"bboxes": np.array([[1, 1, 5, 4]], np.float32), "labels": np.array([1]),
-                     "bboxes_ignore": np.array([[0, 0, 2, 2]], np.float32),
-                     "masks": [[[1, 1, 5, 1, 5, 4, 1, 4]]]},
-        "bbox_fields": [], "mask_fields": [], "seg_fields": [],
+        "img_info": {"id": 3, "filename": "a.png", "width": 8, "height": 6},
+        "img_prefix": str(tmp_path),
+        "ann_info": {
+            "bboxes": np.array([[1, 1, 5, 4]], np.float32),
+            "labels": np.array([1]),
+            "bboxes_ignore": np.array([[0, 0, 2, 2]], np.float32),
+            "masks": [[[1, 1, 5, 1, 5, 4, 1, 4]]],
+        },
+        "bbox_fields": [],
+        "mask_fields": [],
+        "seg_fields": [],
     }
     r = LoadImageFromFile(to_float32=True)(dict(results))
     assert r["img"].dtype == np.float32 and r["ori_shape"] == (6, 8, 3) and r["filename"].endswith("a.png")

@@ -25,7 +25,15 @@ class TinyBoxes(torch.utils.data.Dataset):
 
     CLASSES = ("a", "b", "c")
 
-    def __init__(self, num_samples: int = 8, size: int = 16, seed: int = 0, test_mode: bool = False) -> None:
+    def __init__(
+        self,
+        num_samples: int = 8,
+        size: int = 16,
+        seed: int = 0,
+        test_mode: bool = False,
+        pipeline: list | None = None,
+    ) -> None:
+        """``pipeline`` is accepted (for inference configs) but the items are generated already packed."""
         rng = np.random.RandomState(seed)
         self.size = size
         self.test_mode = test_mode
@@ -44,18 +52,31 @@ class TinyBoxes(torch.utils.data.Dataset):
         x1, y1, x2, y2 = (int(v) for v in self.boxes[idx])
         img = torch.zeros(3, self.size, self.size)
         img[int(self.labels[idx]), y1:y2, x1:x2] = 1.0
-        meta = {"img_id": idx, "filename": None, "ori_shape": (self.size, self.size, 3),
-                "img_shape": (self.size, self.size, 3), "pad_shape": (self.size, self.size, 3),
-                "scale_factor": [1.0, 1.0, 1.0, 1.0], "flip": False, "flip_direction": None}
+        meta = {
+            "img_id": idx,
+            "filename": None,
+            "ori_shape": (self.size, self.size, 3),
+            "img_shape": (self.size, self.size, 3),
+            "pad_shape": (self.size, self.size, 3),
+            "scale_factor": [1.0, 1.0, 1.0, 1.0],
+            "flip": False,
+            "flip_direction": None,
+        }
         gt = Instances(bboxes=torch.tensor([self.boxes[idx]]), labels=torch.tensor([int(self.labels[idx])]))
-        return {"img": img, "img_meta": meta, "gt_instances": gt,
-                "gt_ignored_instances": Instances(bboxes=torch.zeros(0, 4))}
+        return {
+            "img": img,
+            "img_meta": meta,
+            "gt_instances": gt,
+            "gt_ignored_instances": Instances(bboxes=torch.zeros(0, 4)),
+        }
 
 
 class TinyDetector(nn.Module):
     """conv-BN-ReLU-pool-dropout-linear predicting one box and one class per image."""
 
-    def __init__(self, num_classes: int = 3, hidden: int = 8, dropout: float = 0.2, nan_after: int | None = None):
+    def __init__(
+        self, num_classes: int = 3, hidden: int = 8, dropout: float = 0.2, nan_after: int | None = None
+    ):
         super().__init__()
         self.backbone = nn.Sequential(nn.Conv2d(3, hidden, 3, padding=1), nn.BatchNorm2d(hidden), nn.ReLU())
         self.dropout = nn.Dropout(dropout)
@@ -85,8 +106,13 @@ class TinyDetector(nn.Module):
         results = []
         for i, meta in enumerate(img_metas):
             sf = torch.tensor(meta["scale_factor"], dtype=torch.float32, device=out.device)
-            results.append(Instances(bboxes=boxes[i:i + 1].float() / sf, scores=probs[i].max().view(1),
-                                     labels=probs[i].argmax().view(1)))
+            results.append(
+                Instances(
+                    bboxes=boxes[i : i + 1].float() / sf,
+                    scores=probs[i].max().view(1),
+                    labels=probs[i].argmax().view(1),
+                )
+            )
         return results
 
 
@@ -105,13 +131,20 @@ class TinyMetric:
             rb = torch.minimum(box[2:], gt[2:])
             inter = (rb - lt).clamp(min=0).prod()
             union = (box[2:] - box[:2]).prod() + (gt[2:] - gt[:2]).prod() - inter
-            self.results.append({"img_id": int(meta["img_id"]), "iou": float(inter / union),
-                                 "correct": float(int(pred.labels[0]) == int(self.dataset.labels[meta["img_id"]]))})
+            self.results.append(
+                {
+                    "img_id": int(meta["img_id"]),
+                    "iou": float(inter / union),
+                    "correct": float(int(pred.labels[0]) == int(self.dataset.labels[meta["img_id"]])),
+                }
+            )
 
     def compute(self, results: list[dict[str, float]]) -> dict[str, float]:
-        return {"mIoU": float(np.mean([r["iou"] for r in results])),
-                "acc": float(np.mean([r["correct"] for r in results])),
-                "count": float(len(results))}
+        return {
+            "mIoU": float(np.mean([r["iou"] for r in results])),
+            "acc": float(np.mean([r["correct"] for r in results])),
+            "count": float(len(results)),
+        }
 
 
 #: (tag, event) pairs recorded by RecorderHook instances of this process
@@ -130,6 +163,7 @@ class RecorderHook(Hook):
     def _recorder(self, event: str):
         def record(runner):
             CALLS.append((self.tag, event))
+
         record.__name__ = event
         return record
 
@@ -190,10 +224,14 @@ def base_config(work_dir: str, **overrides: Any) -> dict[str, Any]:
         "seed": 0,
         "device": "cpu",
         "model": {"type": "TinyDetector"},
-        "data": {"batch_size": 2, "num_workers": 0, "val_batch_size": 4,
-                 "train": {"type": "TinyBoxes", "num_samples": 8},
-                 "val": {"type": "TinyBoxes", "num_samples": 6, "seed": 1, "test_mode": True},
-                 "test": {"type": "TinyBoxes", "num_samples": 6, "seed": 1, "test_mode": True}},
+        "data": {
+            "batch_size": 2,
+            "num_workers": 0,
+            "val_batch_size": 4,
+            "train": {"type": "TinyBoxes", "num_samples": 8},
+            "val": {"type": "TinyBoxes", "num_samples": 6, "seed": 1, "test_mode": True},
+            "test": {"type": "TinyBoxes", "num_samples": 6, "seed": 1, "test_mode": True},
+        },
         "evaluator": {"type": "TinyMetric"},
         "optimizer": {"type": "SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
         "optimizer_config": {},

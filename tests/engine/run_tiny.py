@@ -34,9 +34,17 @@ def main() -> int:
         out = Path(args.dump)
         if runner.world_size > 1:
             out = out.with_name(f"{out.stem}.rank{runner.rank}{out.suffix}")
-        torch.save({"state_dict": runner.unwrapped_model.state_dict(), "metrics": metrics,
-                    "iter": runner.iter, "epoch": runner.epoch}, out)
+        torch.save(
+            {
+                "state_dict": runner.unwrapped_model.state_dict(),
+                "metrics": metrics,
+                "iter": runner.iter,
+                "epoch": runner.epoch,
+            },
+            out,
+        )
     if runner.world_size > 1:
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import tomllib
 
 import pytest
+import tomllib
 import torch
 
 from detcore import __version__
@@ -56,8 +56,9 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
 
 
 def test_max_keep_and_save_best(make_runner):
-    runner = make_runner(checkpoint_config={"interval": 1, "by_epoch": False, "max_keep_ckpts": 2,
-                                            "save_best": "acc"})
+    runner = make_runner(
+        checkpoint_config={"interval": 1, "by_epoch": False, "max_keep_ckpts": 2, "save_best": "acc"}
+    )
     runner.train()
     names = sorted(p.name for p in runner.work_dir.glob("*.pth"))
     iters = [n for n in names if n.startswith("iter_")]
@@ -72,8 +73,9 @@ def test_max_keep_and_save_best(make_runner):
 def test_load_from_reports_shape_mismatch(make_runner, tmp_path, tiny_plugin):
     source = tiny_plugin.TinyDetector(num_classes=5)
     torch.save({"state_dict": source.state_dict(), "meta": {}}, tmp_path / "other.pth")
-    runner = make_runner(load_from=str(tmp_path / "other.pth"), runner={"type": "EpochBasedRunner",
-                                                                          "max_epochs": 1})
+    runner = make_runner(
+        load_from=str(tmp_path / "other.pth"), runner={"type": "EpochBasedRunner", "max_epochs": 1}
+    )
     ckpt = runner.load_weights_from(tmp_path / "other.pth")
     assert ckpt is not None
     report = runner.load_report

@@ -11,8 +11,9 @@ from detcore.engine import Hook, NonFiniteLossError
 
 
 def test_nan_loss_stops_with_iteration_terms_and_last_checkpoint(make_runner):
-    runner = make_runner(model={"type": "TinyDetector", "nan_after": 2},
-                         checkpoint_config={"interval": 1, "by_epoch": False})
+    runner = make_runner(
+        model={"type": "TinyDetector", "nan_after": 2}, checkpoint_config={"interval": 1, "by_epoch": False}
+    )
     with pytest.raises(NonFiniteLossError) as info:
         runner.train()
     msg = str(info.value)
@@ -22,7 +23,9 @@ def test_nan_loss_stops_with_iteration_terms_and_last_checkpoint(make_runner):
 
 
 def test_nan_loss_skip_mode(make_runner):
-    runner = make_runner(model={"type": "TinyDetector", "nan_after": 5}, optimizer_config={"nonfinite": "skip"})
+    runner = make_runner(
+        model={"type": "TinyDetector", "nan_after": 5}, optimizer_config={"nonfinite": "skip"}
+    )
     before = None
 
     class Snapshot(Hook):

@@ -18,7 +18,12 @@ class Named(Hook):
 
 def test_manager_calls_in_priority_order_ties_keep_registration_order():
     log: list[str] = []
-    hooks = [Named(log, "low", 70), Named(log, "first40", 40), Named(log, "second40", 40), Named(log, "top", "HIGHEST")]
+    hooks = [
+        Named(log, "low", 70),
+        Named(log, "first40", 40),
+        Named(log, "second40", 40),
+        Named(log, "top", "HIGHEST"),
+    ]
     manager = RunHookManager()
     order = manager.set_hooks(hooks)
     assert [h.tag for h in order] == ["top", "first40", "second40", "low"]
@@ -47,22 +52,32 @@ def test_priority_names_and_bad_values():
 def test_run_event_sequence_and_configured_priorities(make_runner, tiny_plugin):
     runner = make_runner(
         runner={"type": "EpochBasedRunner", "max_epochs": 1},
-        custom_hooks=[{"type": "RecorderHook", "tag": "a", "priority": 60},
-                      {"type": "RecorderHook", "tag": "b", "priority": "ABOVE_NORMAL"},
-                      {"type": "RecorderHook", "tag": "c", "priority": 40}],
+        custom_hooks=[
+            {"type": "RecorderHook", "tag": "a", "priority": 60},
+            {"type": "RecorderHook", "tag": "b", "priority": "ABOVE_NORMAL"},
+            {"type": "RecorderHook", "tag": "c", "priority": 40},
+        ],
         checkpoint_config={"interval": 1, "priority": 5},
     )
     names = [type(h).__name__ for h in runner.hooks]
     # checkpoint priority 5 overrides NORMAL: it now runs before the LR schedule (10)
     assert names[:3] == ["CheckpointHook", "ParamSchedulerHook", "OptimizerHook"]
-    assert [getattr(h, "tag", None) for h in runner.hooks if type(h).__name__ == "RecorderHook"] == ["b", "c", "a"]
+    assert [getattr(h, "tag", None) for h in runner.hooks if type(h).__name__ == "RecorderHook"] == [
+        "b",
+        "c",
+        "a",
+    ]
     runner.train()
     calls = tiny_plugin.CALLS
     a_events = [e for t, e in calls if t == "a"]
     # 8 samples / batch 2 = 4 iterations; 6 val samples / batch 4 = 2 val iterations.
-    expected = (["before_run", "before_train_epoch"] + ["before_train_iter", "after_train_iter"] * 4
-                + ["before_save_checkpoint", "after_train_epoch", "before_val_epoch"]
-                + ["before_val_iter", "after_val_iter"] * 2 + ["after_val_epoch", "after_run"])
+    expected = (
+        ["before_run", "before_train_epoch"]
+        + ["before_train_iter", "after_train_iter"] * 4
+        + ["before_save_checkpoint", "after_train_epoch", "before_val_epoch"]
+        + ["before_val_iter", "after_val_iter"] * 2
+        + ["after_val_epoch", "after_run"]
+    )
     assert a_events == expected
     # within each event, b and c (40, registration order) come before a (60)
     for event in ("before_train_iter", "after_train_epoch", "after_run"):

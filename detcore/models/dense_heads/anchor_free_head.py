@@ -30,6 +30,7 @@ from detcore.models.task_utils.prior_generators import MlvlPointGenerator
 from detcore.models.utils import multi_apply
 from detcore.registry import build
 
+_FOCAL = {"type": "FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}
 _DEFAULT_INIT = {
     "type": "Normal",
     "layer": "Conv2d",
@@ -99,7 +100,7 @@ class AnchorFreeHead(BaseDenseHead, metaclass=ABCMeta):
         if stacked_convs < 0:
             raise ValueError(f"{name}: stacked_convs must be >= 0, got {stacked_convs}")
         if loss_cls is None:
-            loss_cls = {"type": "FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}
+            loss_cls = dict(_FOCAL)
         if loss_bbox is None:
             loss_bbox = {"type": "IoULoss", "loss_weight": 1.0}
         if bbox_coder is None:
@@ -165,7 +166,7 @@ class AnchorFreeHead(BaseDenseHead, metaclass=ABCMeta):
         """Per-level ``(cls_scores, bbox_preds)`` for the feature maps ``feats``."""
         return multi_apply(self.forward_single, feats)[:2]
 
-    def forward_single(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_single(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """One level ``(B, C, H, W)`` -> ``cls_score, bbox_pred, cls_feat, reg_feat`` (features after
         the towers, for subclasses that add branches such as centerness)."""
         cls_feat = x

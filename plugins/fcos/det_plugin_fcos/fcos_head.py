@@ -26,6 +26,7 @@ from detcore.structures.instances import Instances
 
 INF = 1e8
 
+_FOCAL = {"type": "FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}
 _DEFAULT_INIT = {
     "type": "Normal",
     "layer": "Conv2d",
@@ -77,7 +78,7 @@ class FCOSHead(AnchorFreeHead):
         self.norm_on_bbox = norm_on_bbox
         self.centerness_on_reg = centerness_on_reg
         if loss_cls is None:
-            loss_cls = {"type": "FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}
+            loss_cls = dict(_FOCAL)
         if loss_bbox is None:
             loss_bbox = {"type": "IoULoss", "loss_weight": 1.0}
         if loss_centerness is None:
@@ -122,7 +123,7 @@ class FCOSHead(AnchorFreeHead):
 
     def _get_points_single(self, featmap_size: Sequence[int], stride: int, dtype: torch.dtype, device: Any,
                            flatten: bool = False) -> torch.Tensor:
-        """Image points ``(H * W, 2)`` of one level: ``(x * stride + stride // 2, y * stride + stride // 2)``."""
+        """Image points ``(H * W, 2)`` of one level: ``(x, y) * stride + stride // 2`` for cell ``(y, x)``."""
         y, x = super()._get_points_single(featmap_size, stride, dtype, device)
         return torch.stack((x.reshape(-1) * stride, y.reshape(-1) * stride), dim=-1) + stride // 2
 
@@ -152,7 +153,9 @@ class FCOSHead(AnchorFreeHead):
 
         num_imgs = cls_scores[0].size(0)
         # level-major, then image, then location (row-major): the order of the targets
-        flat_cls_scores = torch.cat([s.permute(0, 2, 3, 1).reshape(-1, self.cls_out_channels) for s in cls_scores])
+        flat_cls_scores = torch.cat(
+            [s.permute(0, 2, 3, 1).reshape(-1, self.cls_out_channels) for s in cls_scores]
+        )
         flat_bbox_preds = torch.cat([b.permute(0, 2, 3, 1).reshape(-1, 4) for b in bbox_preds])
         flat_centerness = torch.cat([c.permute(0, 2, 3, 1).reshape(-1) for c in centernesses])
         flat_labels = torch.cat(labels)
@@ -256,10 +259,9 @@ class FCOSHead(AnchorFreeHead):
             center_gts[..., 1] = torch.where(y_mins > gt_bboxes[..., 1], y_mins, gt_bboxes[..., 1])
             center_gts[..., 2] = torch.where(x_maxs > gt_bboxes[..., 2], gt_bboxes[..., 2], x_maxs)
             center_gts[..., 3] = torch.where(y_maxs > gt_bboxes[..., 3], gt_bboxes[..., 3], y_maxs)
-            center_bbox = torch.stack(
-                (xs - center_gts[..., 0], ys - center_gts[..., 1], center_gts[..., 2] - xs, center_gts[..., 3] - ys),
-                -1,
-            )
+            cb_left, cb_top = xs - center_gts[..., 0], ys - center_gts[..., 1]
+            cb_right, cb_bottom = center_gts[..., 2] - xs, center_gts[..., 3] - ys
+            center_bbox = torch.stack((cb_left, cb_top, cb_right, cb_bottom), -1)
             inside_gt_bbox_mask = center_bbox.min(-1)[0] > 0
         else:
             inside_gt_bbox_mask = bbox_targets.min(-1)[0] > 0
@@ -282,7 +284,7 @@ class FCOSHead(AnchorFreeHead):
 
     @staticmethod
     def centerness_target(pos_bbox_targets: torch.Tensor) -> torch.Tensor:
-        """``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` of positive targets ``(P, 4)`` -> ``(P,)``."""
+        """``sqrt(min(l, r) / max(l, r) * min(t, b) / max(t, b))`` of positives ``(P, 4)`` -> ``(P,)``."""
         left_right = pos_bbox_targets[:, [0, 2]]
         top_bottom = pos_bbox_targets[:, [1, 3]]
         if len(left_right) == 0:

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from det_plugin_fcos.fcos_head import INF, FCOSHead
 
 import detcore
-from det_plugin_fcos.fcos_head import INF, FCOSHead
 from detcore.structures.instances import Instances
 
 torch.set_num_threads(1)
@@ -95,7 +95,7 @@ def test_losses_of_one_box_match_hand_computation():
     onehots = [torch.zeros(2, 4, 4, 2), torch.zeros(2, 2, 2, 2)]  # (img, y, x, class)
     for level, _, (x, y), _ in POSITIVES:
         s = STRIDES[level]
-        onehots[level][0, (y - s // 2) // s, (x - s // 2) // s, 1] = 1
+        onehots[level][0, y // s, x // s, 1] = 1  # the cell of the point (x, y)
     focal = sum(sigmoid_focal(c.permute(0, 2, 3, 1), o).sum() for c, o in zip(cls_scores, onehots))
     assert losses["loss_cls"].item() == pytest.approx(focal.item() / 3, rel=1e-5)
 
@@ -107,7 +107,7 @@ def test_losses_of_one_box_match_hand_computation():
     assert losses["loss_bbox"].item() == pytest.approx(expected_bbox, rel=1e-5)
 
     # centerness: BCE on logits at the positives, / 3
-    logits = [centernesses[lvl][0, 0, (y - STRIDES[lvl] // 2) // STRIDES[lvl], (x - STRIDES[lvl] // 2) // STRIDES[lvl]]
+    logits = [centernesses[lvl][0, 0, y // STRIDES[lvl], x // STRIDES[lvl]]
               for lvl, _, (x, y), _ in POSITIVES]
     bce = sum(-(t * math.log(torch.sigmoid(z).item()) + (1 - t) * math.log(1 - torch.sigmoid(z).item()))
               for z, t in zip(logits, CENTERNESS))
@@ -130,7 +130,8 @@ def test_no_positives_gives_zero_box_losses_with_gradients():
 def test_smallest_box_wins_ambiguous_points():
     head = make_head(regress_ranges=((-1, INF), (INF, INF)))
     big, small = [0.0, 0.0, 32.0, 32.0], [8.0, 8.0, 16.0, 16.0]
-    labels, targets = head.get_targets(points(head), [gt([big, small], [0, 1]).bboxes], [torch.tensor([0, 1])])
+    boxes = gt([big, small], [0, 1])
+    labels, targets = head.get_targets(points(head), [boxes.bboxes], [boxes.labels])
     # the point (12, 12) (level 0, index 5) lies in both: the small box (label 1) wins
     assert labels[0][5].item() == 1 and targets[0][5].tolist() == [4.0, 4.0, 4.0, 4.0]
     assert labels[0][0].item() == 0 and targets[0][0].tolist() == [4.0, 4.0, 28.0, 28.0]
@@ -188,8 +189,9 @@ def test_forward_exp_relu_stride_and_centerness_branch():
 
 
 def test_predict_multiplies_centerness_and_rescales():
-    head = make_head(test_cfg={"nms_pre": 1000, "score_thr": 0.05, "nms": {"type": "nms", "iou_threshold": 0.5},
-                               "max_per_img": 100})
+    test_cfg = {"nms_pre": 1000, "score_thr": 0.05, "nms": {"type": "nms", "iou_threshold": 0.5},
+                "max_per_img": 100}
+    head = make_head(test_cfg=test_cfg)
     cls_scores = [torch.full((1, 2, 4, 4), -10.0), torch.full((1, 2, 2, 2), -10.0)]
     cls_scores[0][0, 1, 0, 1] = 5.0  # point (12, 4) of level 0, class 1
     bbox_preds = [torch.ones(1, 4, 4, 4), torch.ones(1, 4, 2, 2)]

@@ -18,7 +18,8 @@ CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "fcos"
 
 def load(name: str) -> Config:
     cfg = load_config(CONFIGS / f"{name}.toml")
-    validate_config(Config({k: v for k, v in cfg.data.items() if k != "runner"}, cfg.provenance, cfg.filename))
+    without_runner = {k: v for k, v in cfg.data.items() if k != "runner"}
+    validate_config(Config(without_runner, cfg.provenance, cfg.filename))
     return cfg
 
 
@@ -112,7 +113,8 @@ def test_thirty_iterations_on_shapes_lower_the_loss(tmp_path):
         {"type": "LoadImageFromFile"},
         {"type": "LoadAnnotations", "with_bbox": True},
         {"type": "Resize", "img_scale": [128, 128], "keep_ratio": True},
-        {"type": "Normalize", "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375], "to_rgb": True},
+        {"type": "Normalize", "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375],
+         "to_rgb": True},
         {"type": "Pad", "size_divisor": 32},
         {"type": "PackDetInputs"},
     ]

@@ -23,7 +23,7 @@ def _default_init_cfg() -> dict[str, Any]:
 
 
 def upsample_add(top: Tensor, lateral: Tensor, upsample_cfg: Mapping[str, Any]) -> Tensor:
-    """``lateral + interpolate(top)``: to ``lateral``'s size, or by ``scale_factor`` when the table sets it."""
+    """``lateral + interpolate(top)``, to ``lateral``'s size (or by the table's ``scale_factor``)."""
     cfg = dict(upsample_cfg)
     if "scale_factor" in cfg:
         return lateral + F.interpolate(top, **cfg)
@@ -104,7 +104,8 @@ class FPN(BaseModule):
         if isinstance(add_extra_convs, str):
             if add_extra_convs not in EXTRA_CONV_SOURCES:
                 raise ValueError(
-                    f"{name}: add_extra_convs must be a bool or one of {EXTRA_CONV_SOURCES}, got {add_extra_convs!r}"
+                    f"{name}: add_extra_convs must be a bool or one of {EXTRA_CONV_SOURCES}, "
+                    f"got {add_extra_convs!r}"
                 )
         elif isinstance(add_extra_convs, bool):
             add_extra_convs = "on_input" if add_extra_convs else False
@@ -126,10 +127,19 @@ class FPN(BaseModule):
         self.no_norm_on_lateral = no_norm_on_lateral
         self.upsample_cfg = upsample_cfg
 
-        def conv(cin: int, k: int, stride: int = 1, norm: Optional[Mapping[str, Any]] = norm_cfg) -> ConvModule:
+        def conv(
+            cin: int, k: int, stride: int = 1, norm: Optional[Mapping[str, Any]] = norm_cfg
+        ) -> ConvModule:
             return ConvModule(
-                cin, out_channels, k, stride=stride, padding=k // 2,
-                conv_cfg=_opt_dict(conv_cfg), norm_cfg=_opt_dict(norm), act_cfg=_opt_dict(act_cfg), inplace=False,
+                cin,
+                out_channels,
+                k,
+                stride=stride,
+                padding=k // 2,
+                conv_cfg=_opt_dict(conv_cfg),
+                norm_cfg=_opt_dict(norm),
+                act_cfg=_opt_dict(act_cfg),
+                inplace=False,
             )
 
         self.lateral_convs = nn.ModuleList()
@@ -160,7 +170,9 @@ class FPN(BaseModule):
             laterals[i - 1] = upsample_add(laterals[i], laterals[i - 1], self.upsample_cfg)
         return laterals
 
-    def add_extra_levels(self, outs: list[Tensor], inputs: Sequence[Tensor], laterals: list[Tensor]) -> list[Tensor]:
+    def add_extra_levels(
+        self, outs: list[Tensor], inputs: Sequence[Tensor], laterals: list[Tensor]
+    ) -> list[Tensor]:
         """Append the outputs beyond the used backbone levels to ``outs`` (see the class docstring)."""
         used = len(laterals)
         if self.num_outs <= len(outs):

@@ -40,18 +40,32 @@ class PAFPN(FPN):
         init_cfg: Optional[Any] = None,
     ) -> None:
         super().__init__(
-            in_channels, out_channels, num_outs, start_level=start_level, end_level=end_level,
-            add_extra_convs=add_extra_convs, relu_before_extra_convs=relu_before_extra_convs,
-            no_norm_on_lateral=no_norm_on_lateral, conv_cfg=conv_cfg, norm_cfg=norm_cfg, act_cfg=act_cfg,
-            upsample_cfg=upsample_cfg, init_cfg=init_cfg,
+            in_channels,
+            out_channels,
+            num_outs,
+            start_level=start_level,
+            end_level=end_level,
+            add_extra_convs=add_extra_convs,
+            relu_before_extra_convs=relu_before_extra_convs,
+            no_norm_on_lateral=no_norm_on_lateral,
+            conv_cfg=conv_cfg,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg,
+            upsample_cfg=upsample_cfg,
+            init_cfg=init_cfg,
         )
 
         def conv(stride: int) -> ConvModule:
             return ConvModule(
-                out_channels, out_channels, 3, stride=stride, padding=1,
+                out_channels,
+                out_channels,
+                3,
+                stride=stride,
+                padding=1,
                 conv_cfg=None if conv_cfg is None else dict(conv_cfg),
                 norm_cfg=None if norm_cfg is None else dict(norm_cfg),
-                act_cfg=None if act_cfg is None else dict(act_cfg), inplace=False,
+                act_cfg=None if act_cfg is None else dict(act_cfg),
+                inplace=False,
             )
 
         self.downsample_convs = nn.ModuleList()

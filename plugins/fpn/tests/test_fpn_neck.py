@@ -57,8 +57,13 @@ def test_every_extra_conv_mode_shapes_and_count(mode) -> None:
     with torch.no_grad():
         outs = neck(xs)
     # levels 1..3 of the input, then two levels that each halve the resolution (ceil)
-    assert [tuple(o.shape) for o in outs] == [(1, OUT, 16, 24), (1, OUT, 8, 12), (1, OUT, 4, 6),
-                                              (1, OUT, 2, 3), (1, OUT, 1, 2)]
+    assert [tuple(o.shape) for o in outs] == [
+        (1, OUT, 16, 24),
+        (1, OUT, 8, 12),
+        (1, OUT, 4, 6),
+        (1, OUT, 2, 3),
+        (1, OUT, 1, 2),
+    ]
     lateral_top = neck.lateral_convs[-1](xs[3])
     with torch.no_grad():
         if mode is False:
@@ -72,8 +77,9 @@ def test_every_extra_conv_mode_shapes_and_count(mode) -> None:
 
 
 def test_relu_before_extra_convs() -> None:
-    neck = FPN(IN_CHANNELS, OUT, num_outs=6, start_level=1, add_extra_convs="on_output",
-               relu_before_extra_convs=True).eval()
+    neck = FPN(
+        IN_CHANNELS, OUT, num_outs=6, start_level=1, add_extra_convs="on_output", relu_before_extra_convs=True
+    ).eval()
     with torch.no_grad():
         outs = neck(inputs())
         assert len(outs) == 6 and outs[5].shape[-2:] == (1, 1)
@@ -129,7 +135,9 @@ def test_norm_options() -> None:
     keys = list(neck.state_dict())
     assert "lateral_convs.0.gn.weight" in keys and "fpn_convs.0.gn.weight" in keys
     assert "lateral_convs.0.conv.bias" not in keys  # bias="auto": no conv bias before a norm
-    plain = FPN(IN_CHANNELS, OUT, num_outs=5, norm_cfg={"type": "GN", "num_groups": 2}, no_norm_on_lateral=True)
+    plain = FPN(
+        IN_CHANNELS, OUT, num_outs=5, norm_cfg={"type": "GN", "num_groups": 2}, no_norm_on_lateral=True
+    )
     keys = list(plain.state_dict())
     assert "lateral_convs.0.conv.bias" in keys and "lateral_convs.0.gn.weight" not in keys
     assert "fpn_convs.0.gn.weight" in keys
@@ -197,6 +205,14 @@ def test_pafpn_count_keys_and_bottom_up_path() -> None:
 def test_registry_builds_the_necks() -> None:
     entry = detcore.get_registry().get("neck", "PAFPN")
     assert entry.plugin == "fpn" and entry.distribution == "det-plugin-fpn"
-    neck = detcore.build("neck", {"type": "FPN", "in_channels": IN_CHANNELS, "out_channels": OUT, "num_outs": 5,
-                                  "add_extra_convs": "on_lateral"})
+    neck = detcore.build(
+        "neck",
+        {
+            "type": "FPN",
+            "in_channels": IN_CHANNELS,
+            "out_channels": OUT,
+            "num_outs": 5,
+            "add_extra_convs": "on_lateral",
+        },
+    )
     assert isinstance(neck, FPN) and len(neck.fpn_convs) == 5

@@ -53,7 +53,9 @@ def reference_entries(name: str, prefix: str) -> list[tuple[str, tuple[int, ...]
         m = _LINE.match(line.strip())
         assert m, f"{path}: unreadable line {line!r}"
         if m.group(1).startswith(prefix):
-            out.append((m.group(1)[len(prefix):], tuple(int(s) for s in m.group(2).replace(",", " ").split())))
+            out.append(
+                (m.group(1)[len(prefix) :], tuple(int(s) for s in m.group(2).replace(",", " ").split()))
+            )
     return out
 
 
@@ -73,8 +75,14 @@ def test_neck_entries_match_reference(name: str) -> None:
         # 4 laterals (256..2048 -> 256, 1x1 + bias) and 4 output convs (3x3 + bias)
         (P2_P6, (256 + 512 + 1024 + 2048) * 256 + 4 * 256 + 4 * (256 * 256 * 9 + 256)),
         # 3 laterals, 3 output convs, extra convs 2048 -> 256 and 256 -> 256 (3x3, stride 2)
-        (RETINA, (512 + 1024 + 2048) * 256 + 3 * 256 + 3 * (256 * 256 * 9 + 256)
-         + (2048 * 256 * 9 + 256) + (256 * 256 * 9 + 256)),
+        (
+            RETINA,
+            (512 + 1024 + 2048) * 256
+            + 3 * 256
+            + 3 * (256 * 256 * 9 + 256)
+            + (2048 * 256 * 9 + 256)
+            + (256 * 256 * 9 + 256),
+        ),
         (FCOS, (512 + 1024 + 2048) * 256 + 3 * 256 + 5 * (256 * 256 * 9 + 256)),
     ],
     ids=["P2-P6", "retinanet", "fcos"],

@@ -51,8 +51,10 @@ class BasicBlock(nn.Module):
     ) -> None:
         super().__init__()
         if dcn is not None:
-            raise ValueError("BasicBlock (ResNet-18/34): deformable convolution ('dcn') is only supported "
-                             "in Bottleneck blocks (depth >= 50)")
+            raise ValueError(
+                "BasicBlock (ResNet-18/34): deformable convolution ('dcn') is only supported "
+                "in Bottleneck blocks (depth >= 50)"
+            )
         if style not in STYLES:
             raise ValueError(f"BasicBlock: style must be one of {STYLES}, got {style!r}")
         self.norm1_name, norm1 = build_norm_layer(norm_cfg, planes, postfix=1)
@@ -129,8 +131,10 @@ class Bottleneck(nn.Module):
             raise ValueError(f"Bottleneck: groups must be >= 1, got {groups}")
         width = planes if groups == 1 else (planes * base_width // base_channels) * groups
         if width == 0:
-            raise ValueError(f"Bottleneck: inner width is 0 (planes={planes}, base_width={base_width}, "
-                             f"base_channels={base_channels}, groups={groups})")
+            raise ValueError(
+                f"Bottleneck: inner width is 0 (planes={planes}, base_width={base_width}, "
+                f"base_channels={base_channels}, groups={groups})"
+            )
         conv1_stride, conv2_stride = (1, stride) if style == "pytorch" else (stride, 1)
 
         dcn_cfg = dict(dcn) if dcn is not None else None

@@ -27,7 +27,9 @@ def make_downsample(
     conv_stride = stride
     if avg_down:
         conv_stride = 1
-        layers.append(nn.AvgPool2d(kernel_size=stride, stride=stride, ceil_mode=True, count_include_pad=False))
+        layers.append(
+            nn.AvgPool2d(kernel_size=stride, stride=stride, ceil_mode=True, count_include_pad=False)
+        )
     layers.append(build_conv_layer(conv_cfg, inplanes, outplanes, 1, stride=conv_stride, bias=False))
     layers.append(build_norm_layer(norm_cfg, outplanes)[1])
     return nn.Sequential(*layers)
@@ -60,10 +62,19 @@ class ResLayer(nn.Sequential):
         if stride != 1 or inplanes != outplanes:
             downsample = make_downsample(inplanes, outplanes, stride, avg_down, conv_cfg, norm_cfg)
         blocks = [
-            block(inplanes, planes, stride=stride, downsample=downsample, conv_cfg=conv_cfg, norm_cfg=norm_cfg,
-                  **block_kwargs)
+            block(
+                inplanes,
+                planes,
+                stride=stride,
+                downsample=downsample,
+                conv_cfg=conv_cfg,
+                norm_cfg=norm_cfg,
+                **block_kwargs,
+            )
         ]
         for _ in range(1, num_blocks):
-            blocks.append(block(outplanes, planes, stride=1, conv_cfg=conv_cfg, norm_cfg=norm_cfg, **block_kwargs))
+            blocks.append(
+                block(outplanes, planes, stride=1, conv_cfg=conv_cfg, norm_cfg=norm_cfg, **block_kwargs)
+            )
         super().__init__(*blocks)
         self.out_channels = outplanes

@@ -110,11 +110,14 @@ class ResNet(BaseModule):
                 f"{name}: strides {strides} and dilations {dilations} need one entry per stage ({num_stages})"
             )
         out_indices = tuple(out_indices)
-        if not out_indices or list(out_indices) != sorted(set(out_indices)) or not (
-            0 <= out_indices[0] and out_indices[-1] < num_stages
+        if (
+            not out_indices
+            or list(out_indices) != sorted(set(out_indices))
+            or not (0 <= out_indices[0] and out_indices[-1] < num_stages)
         ):
             raise ValueError(
-                f"{name}: out_indices must be increasing stage indices in [0, {num_stages - 1}], got {out_indices}"
+                f"{name}: out_indices must be increasing stage indices in [0, {num_stages - 1}], "
+                f"got {out_indices}"
             )
         if style not in STYLES:
             raise ValueError(f"{name}: style must be one of {STYLES}, got {style!r}")
@@ -122,7 +125,9 @@ class ResNet(BaseModule):
             raise ValueError(f"{name}: frozen_stages must be in [-1, {num_stages}], got {frozen_stages}")
         stage_with_dcn = tuple(stage_with_dcn)
         if dcn is not None and len(stage_with_dcn) != num_stages:
-            raise ValueError(f"{name}: stage_with_dcn {stage_with_dcn} needs one entry per stage ({num_stages})")
+            raise ValueError(
+                f"{name}: stage_with_dcn {stage_with_dcn} needs one entry per stage ({num_stages})"
+            )
         if plugins:
             raise NotImplementedError(
                 f"{name}: 'plugins' (attention/context blocks inside residual blocks) are not supported by "
@@ -238,14 +243,25 @@ class ResNet(BaseModule):
                 if offset is not None:
                     constant_init(offset, 0)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,  # noqa: ANN001
-                              unexpected_keys, error_msgs) -> None:
+    def _load_from_state_dict(
+        self,
+        state_dict,
+        prefix,
+        local_metadata,
+        strict,
+        missing_keys,  # noqa: ANN001
+        unexpected_keys,
+        error_msgs,
+    ) -> None:
         # torchvision's ImageNet checkpoints carry the classifier (fc.*), which a backbone has not
         for key in CLASSIFIER_KEYS:
             if state_dict.pop(prefix + key, None) is not None:
-                logger.debug("%s: dropped the ImageNet classifier key '%s%s'", type(self).__name__, prefix, key)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+                logger.debug(
+                    "%s: dropped the ImageNet classifier key '%s%s'", type(self).__name__, prefix, key
+                )
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     # -- training state -----------------------------------------------------------------------------
 
@@ -274,7 +290,9 @@ class ResNet(BaseModule):
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         """(B, in_channels, H, W) -> tuple of (B, out_channels[k], H / s_k, W / s_k), s_k = 4, 8, 16, 32."""
         if x.dim() != 4:
-            raise ValueError(f"{type(self).__name__}: expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}"
+            )
         if self.deep_stem:
             x = self.stem(x)
         else:

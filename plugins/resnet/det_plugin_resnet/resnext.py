@@ -27,5 +27,6 @@ class ResNeXt(ResNet):
         super().__init__(**kwargs)
 
     def make_res_layer(self, **kwargs: Any) -> ResLayer:
-        return ResLayer(groups=self.groups, base_width=self.base_width, base_channels=self.base_channels,
-                        **kwargs)
+        return ResLayer(
+            groups=self.groups, base_width=self.base_width, base_channels=self.base_channels, **kwargs
+        )

@@ -51,7 +51,10 @@ def test_resnet50_output_shapes_at_strides_4_8_16_32() -> None:
     with torch.no_grad():
         outs = model(x)
     assert [tuple(o.shape) for o in outs] == [
-        (1, 256, 16, 24), (1, 512, 8, 12), (1, 1024, 4, 6), (1, 2048, 2, 3)
+        (1, 256, 16, 24),
+        (1, 512, 8, 12),
+        (1, 1024, 4, 6),
+        (1, 2048, 2, 3),
     ]
     assert model.out_channels == (256, 512, 1024, 2048)
 
@@ -75,13 +78,20 @@ def test_styles_put_the_stride_on_different_convs() -> None:
         assert first.conv1.stride == conv1_stride and first.conv2.stride == conv2_stride
         assert first.downsample[0].stride == (2, 2)
     # same keys and shapes (the reference's caffe and pytorch checkpoints share a layout)
-    assert {k: v.shape for k, v in pt.state_dict().items()} == {k: v.shape for k, v in cf.state_dict().items()}
+    assert {k: v.shape for k, v in pt.state_dict().items()} == {
+        k: v.shape for k, v in cf.state_dict().items()
+    }
 
 
 def test_caffe_bottleneck_matches_hand_computation() -> None:
     torch.manual_seed(0)
-    block = Bottleneck(64, 16, stride=2, style="caffe",
-                       downsample=nn.Sequential(nn.Conv2d(64, 64, 1, 2, bias=False), nn.BatchNorm2d(64))).eval()
+    block = Bottleneck(
+        64,
+        16,
+        stride=2,
+        style="caffe",
+        downsample=nn.Sequential(nn.Conv2d(64, 64, 1, 2, bias=False), nn.BatchNorm2d(64)),
+    ).eval()
     x = torch.randn(1, 64, 9, 9)
 
     def bn(m: nn.BatchNorm2d, t: torch.Tensor) -> torch.Tensor:
@@ -118,7 +128,9 @@ def test_resnetv1d_deep_stem_and_avg_down() -> None:
     x = torch.randn(1, 256, 7, 9)
     bn = ds[2]
     pooled = F.avg_pool2d(x, 2, 2, ceil_mode=True, count_include_pad=False)
-    expected = F.batch_norm(F.conv2d(pooled, ds[1].weight), bn.running_mean, bn.running_var, bn.weight, bn.bias)
+    expected = F.batch_norm(
+        F.conv2d(pooled, ds[1].weight), bn.running_mean, bn.running_var, bn.weight, bn.bias
+    )
     with torch.no_grad():
         assert torch.allclose(ds(x), expected, atol=1e-5)
         outs = model(torch.randn(1, 3, 64, 64))
@@ -187,8 +199,9 @@ def test_dcn_stages_start_as_plain_convolutions() -> None:
 
 
 def test_dcn_fallback_on_stride_keeps_strided_convs_plain() -> None:
-    model = ResNet(depth=50, dcn={"type": "DCN", "fallback_on_stride": True},
-                   stage_with_dcn=(False, True, True, True))
+    model = ResNet(
+        depth=50, dcn={"type": "DCN", "fallback_on_stride": True}, stage_with_dcn=(False, True, True, True)
+    )
     assert not isinstance(model.layer2[0].conv2, DeformConv2dPack)  # strided 3x3
     assert isinstance(model.layer2[1].conv2, DeformConv2dPack)
 

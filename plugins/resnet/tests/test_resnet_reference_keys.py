@@ -67,7 +67,7 @@ def reference_entries(name: str, prefix: str) -> list[tuple[str, tuple[int, ...]
         assert m, f"{path}: unreadable line {line!r}"
         if m.group(1).startswith(prefix):
             shape = tuple(int(s) for s in m.group(2).replace(",", " ").split())
-            out.append((m.group(1)[len(prefix):], shape))
+            out.append((m.group(1)[len(prefix) :], shape))
     return out
 
 
@@ -92,7 +92,8 @@ def test_backbone_entries_match_reference(name: str) -> None:
 @pytest.mark.parametrize("name", ["retinanet_r50_fpn_1x_coco", "mask_rcnn_x101_32x4d_fpn_1x_coco"])
 def test_backbone_parameter_count_matches_reference_shapes(name: str) -> None:
     expected = sum(
-        int(torch.Size(shape).numel()) for k, shape in reference_entries(name, "backbone.")
+        int(torch.Size(shape).numel())
+        for k, shape in reference_entries(name, "backbone.")
         if not k.endswith(_BUFFER_SUFFIXES)
     )
     with torch.device("meta"):

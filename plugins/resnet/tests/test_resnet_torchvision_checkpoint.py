@@ -61,7 +61,9 @@ def make_torchvision_checkpoint() -> dict[str, torch.Tensor]:
 def test_layout_matches_resnet50_keys() -> None:
     with torch.device("meta"):
         model = ResNet(depth=50)
-    ours = [(k, tuple(v.shape)) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
+    ours = [
+        (k, tuple(v.shape)) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")
+    ]
     assert ours == torchvision_resnet50_layout()[:-2]
 
 

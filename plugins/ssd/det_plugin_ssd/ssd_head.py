@@ -123,7 +123,9 @@ class SSDHead(AnchorHead):
         if self.train_cfg:
             if "assigner" not in self.train_cfg:
                 raise ValueError("SSDHead: train_cfg needs an 'assigner' table")
-            self.assigner = build("task_util", dict(self.train_cfg["assigner"]), where="SSDHead.train_cfg.assigner")
+            self.assigner = build(
+                "task_util", dict(self.train_cfg["assigner"]), where="SSDHead.train_cfg.assigner"
+            )
             self.sampler = build("task_util", {"type": "PseudoSampler"}, where="SSDHead.sampler")
         self._init_layers()
 

@@ -94,7 +94,9 @@ class SSDNeck(BaseModule):
                 f"SSDNeck: out_channels {out_channels} must have more entries than in_channels {in_channels}"
             )
         if out_channels[: len(in_channels)] != in_channels:
-            raise ValueError(f"SSDNeck: out_channels {out_channels} must start with in_channels {in_channels}")
+            raise ValueError(
+                f"SSDNeck: out_channels {out_channels} must start with in_channels {in_channels}"
+            )
         num_extra = len(out_channels) - len(in_channels)
         if not len(level_strides) == len(level_paddings) == num_extra:
             raise ValueError(

@@ -1,0 +1,209 @@
+"""Whole-detector figures on the CPU: inference time, training-step time and peak memory per family.
+
+    python benchmarks/models.py                         # every family in FAMILIES
+    python benchmarks/models.py --family retinanet      # one family (repeat --family for more)
+    python benchmarks/models.py --json results.json     # also write the figures as JSON
+
+For each family the standard config in FAMILIES is built (backbone pretrained weights left out; the
+heads get their own init, e.g. RetinaNet's prior-probability bias; ``--checkpoint family=path``
+loads real weights instead, which changes how many candidates reach NMS). Each measurement runs in
+a fresh subprocess with ``torch.set_num_threads(--threads)`` (default 2):
+
+- inference: batch 1, eval mode, ``torch.inference_mode()``, a 1333x800 image (``img_shape``
+  800x1333, padded to 800x1344), the whole ``model(imgs, img_metas)`` including post-processing;
+- training step: batch 2 of 1333x800 images with 5 random boxes each, ``model(**batch)``, backward,
+  SGD step (lr 1e-4, so the weights stay sane across repeats);
+- peak memory: the subprocess's peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``),
+  i.e. everything the process touched (Python, torch, model, activations), reported together with
+  the RSS right after building the model so the difference is the phase's own working memory.
+
+``--warmup`` untimed runs, then ``--repeats`` timed ones; the median and minimum are printed, in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: family -> its standard config (relative to the repository root). Add a family with one line.
+FAMILIES: dict[str, str] = {
+    "retinanet": "configs/retinanet/retinanet_r50_fpn_1x_coco.toml",
+    "ssd": "configs/ssd/ssd300_coco.toml",
+    "fcos": "configs/fcos/fcos_r50_caffe_fpn_gn-head_1x_coco.toml",
+}
+
+IMG_H, IMG_W = 800, 1333  # a COCO test image resized to (1333, 800) with keep_ratio
+PAD_H, PAD_W = 800, 1344  # padded to a multiple of 32
+
+
+def _rss_mib() -> float:
+    """Current resident set size of this process in MiB (Linux /proc; ru_maxrss elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        import os
+
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return _peak_rss_mib()
+
+
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _build(config: str, checkpoint: str | None) -> Any:
+    import torch
+
+    import detcore
+    from detcore.config import load_config
+
+    cfg = load_config(REPO_ROOT / config)
+    model_cfg = cfg.to_dict()["model"]
+    model_cfg.get("backbone", {}).pop("init_cfg", None)  # no pretrained download for a timing run
+    torch.manual_seed(0)
+    model = detcore.build("detector", model_cfg)
+    if checkpoint:
+        from detcore.engine.checkpoint import extract_state_dict, load_checkpoint_file, load_weights
+
+        load_weights(model, extract_state_dict(load_checkpoint_file(checkpoint, map_location="cpu")))
+    else:
+        model.init_weights()
+    return model
+
+
+def _batch(batch_size: int, with_gt: bool) -> dict[str, Any]:
+    import torch
+
+    from detcore.structures.instances import Instances
+
+    gen = torch.Generator().manual_seed(0)
+    imgs = torch.zeros(batch_size, 3, PAD_H, PAD_W)
+    imgs[:, :, :IMG_H, :IMG_W] = torch.randn(batch_size, 3, IMG_H, IMG_W, generator=gen)
+    metas = [
+        {"img_shape": (IMG_H, IMG_W, 3), "pad_shape": (PAD_H, PAD_W, 3), "ori_shape": (IMG_H, IMG_W, 3),
+         "scale_factor": [1.0, 1.0, 1.0, 1.0], "batch_input_shape": (PAD_H, PAD_W), "flip": False}
+        for _ in range(batch_size)
+    ]
+    batch: dict[str, Any] = {"imgs": imgs, "img_metas": metas}
+    if with_gt:
+        gts = []
+        for _ in range(batch_size):
+            xy = torch.rand(5, 2, generator=gen) * torch.tensor([IMG_W - 300, IMG_H - 300])
+            wh = 32 + torch.rand(5, 2, generator=gen) * 260
+            gts.append(Instances(bboxes=torch.cat([xy, xy + wh], 1),
+                                 labels=torch.randint(0, 80, (5,), generator=gen)))
+        batch["gt_instances"] = gts
+        batch["gt_ignored_instances"] = [Instances(bboxes=torch.zeros(0, 4)) for _ in range(batch_size)]
+    return batch
+
+
+def _measure(phase: str, config: str, checkpoint: str | None, threads: int, warmup: int, repeats: int,
+             queue: Any) -> None:
+    """Run one phase in this (fresh) process and put its figures on ``queue``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    model = _build(config, checkpoint)
+    rss_model = _rss_mib()
+    times = []
+    if phase == "inference":
+        model.eval()
+        batch = _batch(1, with_gt=False)
+        num_dets = 0
+        with torch.inference_mode():
+            for i in range(warmup + repeats):
+                start = time.perf_counter()
+                results = model(batch["imgs"], batch["img_metas"])
+                if i >= warmup:
+                    times.append(time.perf_counter() - start)
+                num_dets = len(results[0])
+        extra = {"detections": num_dets}
+    else:
+        model.train()
+        batch = _batch(2, with_gt=True)
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
+        loss_value = float("nan")
+        for i in range(warmup + repeats):
+            start = time.perf_counter()
+            losses = model(**batch)
+            loss = sum(sum(v) if isinstance(v, (list, tuple)) else v for k, v in losses.items() if "loss" in k)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+            loss_value = float(loss.detach())
+        extra = {"loss": loss_value}
+    queue.put({
+        "phase": phase,
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "rss_after_build_mib": rss_model,
+        "peak_rss_mib": _peak_rss_mib(),
+        **extra,
+    })
+
+
+def run_family(family: str, checkpoint: str | None, threads: int, warmup: int, repeats: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    out: dict[str, Any] = {"family": family, "config": FAMILIES[family]}
+    for phase in ("inference", "train_step"):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_measure, args=(phase, FAMILIES[family], checkpoint, threads, warmup, repeats,
+                                                  queue))
+        proc.start()
+        result = queue.get()
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"{family} {phase}: the measuring process exited with {proc.exitcode}")
+        out[phase] = result
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--family", action="append", choices=sorted(FAMILIES),
+                        help="family to measure (repeatable; default: all)")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="FAMILY=PATH",
+                        help="weights to load for a family instead of the initial ones")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
+    families = args.family or sorted(FAMILIES)
+    import torch
+
+    print(f"# CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{args.threads} threads, {args.warmup} warm-up + {args.repeats} timed runs")
+    print("| family | inference 1x1333x800 (s, median / min) | train step 2x1333x800 (s, median / min) "
+          "| peak RSS inference (MiB) | peak RSS train (MiB) | RSS after build (MiB) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    results = []
+    for family in families:
+        r = run_family(family, checkpoints.get(family), args.threads, args.warmup, args.repeats)
+        results.append(r)
+        inf, tr = r["inference"], r["train_step"]
+        print(f"| {family} | {inf['median_s']:.2f} / {inf['min_s']:.2f} | {tr['median_s']:.2f} / {tr['min_s']:.2f} "
+              f"| {inf['peak_rss_mib']:.0f} | {tr['peak_rss_mib']:.0f} | {inf['rss_after_build_mib']:.0f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__,
+                                         "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

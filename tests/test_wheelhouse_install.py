@@ -1,0 +1,197 @@
+"""Distribution proof: ``pip install det-plugin-fcos`` from a wheelhouse brings in what it depends on.
+
+The wheels of detcore, det-plugin-resnet, det-plugin-fpn and det-plugin-fcos are built into a
+temporary wheelhouse; a fresh virtual environment then installs **only** ``det-plugin-fcos`` with
+``pip install --no-index --find-links WHEELHOUSE``, so detcore and the two plugins FCOS builds on
+must come from dependency resolution. Third-party dependencies (torch, numpy, pluggy, ...) are not
+downloaded: the running environment's packages are linked into a directory that a ``.pth`` file
+puts on the fresh environment's path, where pip sees them (with their metadata) as installed.
+Finally a config that names only ``plugins = ["fcos"]`` trains two iterations with ``detcore train``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = {
+    "detcore": ROOT,
+    "det-plugin-resnet": ROOT / "plugins" / "resnet",
+    "det-plugin-fpn": ROOT / "plugins" / "fpn",
+    "det-plugin-fcos": ROOT / "plugins" / "fcos",
+}
+# what belongs to this project (never linked from the development environment)
+OWN_PREFIXES = ("detcore", "det_plugin", "det-plugin", "__editable__", "_detcore", "easy-install",
+                "distutils-precedence")
+
+TINY_CONFIG = """
+plugins = ["fcos"]
+seed = 0
+
+[model]
+type = "FCOS"
+[model.backbone]
+type = "ResNet"
+depth = 18
+base_channels = 8
+out_indices = [1, 2, 3]
+frozen_stages = -1
+norm_cfg = { type = "BN" }
+norm_eval = false
+[model.neck]
+type = "FPN"
+in_channels = [16, 32, 64]
+out_channels = 32
+start_level = 0
+add_extra_convs = "on_output"
+relu_before_extra_convs = true
+num_outs = 5
+[model.bbox_head]
+type = "FCOSHead"
+num_classes = 3
+in_channels = 32
+feat_channels = 32
+stacked_convs = 1
+strides = [8, 16, 32, 64, 128]
+norm_cfg = { type = "GN", num_groups = 8 }
+[model.test_cfg]
+nms_pre = 100
+score_thr = 0.05
+nms = { type = "nms", iou_threshold = 0.5 }
+max_per_img = 10
+
+[data]
+batch_size = 2
+num_workers = 0
+pad_size_divisor = 32
+[data.train]
+type = "ShapesDataset"
+split = "train"
+root = "shapes"
+num_images = 4
+num_val = 2
+image_size = [64, 64]
+pipeline = [
+    { type = "LoadImageFromFile" },
+    { type = "LoadAnnotations", with_bbox = true },
+    { type = "Normalize", mean = [123.675, 116.28, 103.53], std = [58.395, 57.12, 57.375], to_rgb = true },
+    { type = "Pad", size_divisor = 32 },
+    { type = "PackDetInputs" },
+]
+
+[optimizer]
+type = "SGD"
+lr = 0.01
+momentum = 0.9
+weight_decay = 0.0001
+[optimizer_config]
+grad_clip = { max_norm = 35, norm_type = 2 }
+[lr_config]
+policy = "step"
+step = [100]
+[runner]
+type = "IterBasedRunner"
+max_iters = 2
+[checkpoint_config]
+interval = 2
+[log_config]
+interval = 1
+"""
+
+
+def run(cmd: list, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def build_wheel(source: Path, wheelhouse: Path) -> Path:
+    before = set(wheelhouse.glob("*.whl"))
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", wheelhouse,
+         source])
+    (new,) = set(wheelhouse.glob("*.whl")) - before
+    return new
+
+
+def link_third_party(dest: Path) -> None:
+    """Symlink the running environment's packages, except this project's and pip itself, into ``dest``.
+
+    setuptools is linked too: torch declares it as a requirement, so pip must see it installed.
+    """
+    site = Path(sysconfig.get_paths()["purelib"])
+    dest.mkdir()
+    for entry in site.iterdir():
+        name = entry.name
+        if (name.startswith(OWN_PREFIXES) or name.endswith(".pth") or name == "pip"
+                or (name.startswith("pip-") and name.endswith(".dist-info"))):
+            continue
+        (dest / name).symlink_to(entry)
+
+
+@pytest.fixture(scope="module")
+def fcos_env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wheelhouse_fcos")
+    wheelhouse = tmp / "wheelhouse"
+    wheelhouse.mkdir()
+    wheels = {name: build_wheel(src, wheelhouse) for name, src in SOURCES.items()}
+    venv = tmp / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", venv])
+    py = venv / "bin" / "python"
+    site = Path(run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    link_third_party(tmp / "deps")
+    (site / "zz_fcos_test_deps.pth").write_text(str(tmp / "deps") + "\n")
+    # det-plugin-fcos alone: its dependencies must be resolved from the wheelhouse
+    install = run([sys.executable, "-m", "pip", "--python", py, "install", "--no-index", "--find-links",
+                   wheelhouse, "det-plugin-fcos"])
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DETCORE_DISABLE_PLUGINS")}
+    env["OMP_NUM_THREADS"] = "1"
+    return {"tmp": tmp, "py": py, "venv": venv, "site": site, "env": env, "wheels": wheels,
+            "install_log": install.stdout}
+
+
+def test_dependencies_come_from_the_wheelhouse(fcos_env):
+    names = sorted(p.name.split("-")[0] for p in fcos_env["site"].glob("*.dist-info"))
+    # exactly this project's four distributions were installed, nothing third-party was fetched
+    assert names == ["det_plugin_fcos", "det_plugin_fpn", "det_plugin_resnet", "detcore"]
+    log = fcos_env["install_log"]
+    for dist in ("det-plugin-fcos", "det-plugin-resnet", "det-plugin-fpn", "detcore"):
+        assert dist in log.replace("_", "-")
+    # the installed copies are the ones imported, not the source tree
+    code = "import detcore, det_plugin_fcos, det_plugin_fpn, det_plugin_resnet as r; print(r.__file__)"
+    out = run([fcos_env["py"], "-c", code], env=fcos_env["env"], cwd=fcos_env["tmp"]).stdout.strip()
+    assert out.startswith(str(fcos_env["site"]))
+
+
+def test_plugins_are_listed(fcos_env):
+    out = run([fcos_env["venv"] / "bin" / "detcore", "plugins", "--json"], env=fcos_env["env"],
+              cwd=fcos_env["tmp"]).stdout
+    plugins = {p["name"]: p for p in json.loads(out)}
+    assert plugins["fcos"]["distribution"] == "det-plugin-fcos" and plugins["fcos"]["status"] == "loaded"
+    assert plugins["fcos"]["components"] == {"dense_head": ["FCOSHead"], "detector": ["FCOS"]}
+    assert {p["name"] for p in plugins.values() if not p["builtin"]} == {"fcos", "fpn", "resnet"}
+
+
+def test_two_training_iterations_from_a_config_naming_only_fcos(fcos_env):
+    work = fcos_env["tmp"] / "run"
+    work.mkdir()
+    (work / "tiny.toml").write_text(TINY_CONFIG)
+    detcore = fcos_env["venv"] / "bin" / "detcore"
+    result = run([detcore, "train", "tiny.toml", "--work-dir", "wd", "--device", "cpu"],
+                 env=fcos_env["env"], cwd=work)
+    assert "Iter [2/2]" in result.stdout + result.stderr
+    assert (work / "wd" / "iter_2.pth").exists()
+    (log,) = (work / "wd").glob("*.log.json")
+    records = [json.loads(line) for line in log.read_text().splitlines() if '"loss"' in line]
+    assert len(records) == 2
+    for rec in records:
+        assert all(k in rec for k in ("loss_cls", "loss_bbox", "loss_centerness"))
+        total = rec["loss_cls"] + rec["loss_bbox"] + rec["loss_centerness"]
+        assert rec["loss"] == pytest.approx(total, rel=1e-3)
