@@ -260,7 +260,7 @@ KIND_BY_KEY: dict[str, str] = {
 }
 
 #: Tables with ``type`` that are options of the code reading them, not registry components.
-NOT_COMPONENTS = {"nms", "init_cfg"}
+NOT_COMPONENTS = {"nms", "init_cfg", "runner"}
 
 
 def validate_config(cfg: Config, registry: Any | None = None) -> None:
