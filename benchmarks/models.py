@@ -17,7 +17,9 @@ a fresh subprocess with ``torch.set_num_threads(--threads)`` (default 2):
   i.e. everything the process touched (Python, torch, model, activations), reported together with
   the RSS right after building the model so the difference is the phase's own working memory.
 
-``--warmup`` untimed runs, then ``--repeats`` timed ones; the median and minimum are printed, in seconds.
+``--warmup`` untimed runs, then ``--repeats`` timed ones; the median and minimum wall time are printed,
+in seconds, with the median process CPU time (``time.process_time``; up to ``threads`` x the wall time
+on an idle machine, much less than that when other processes compete for the cores).
 """
 
 from __future__ import annotations
@@ -117,17 +119,18 @@ def _measure(phase: str, config: str, checkpoint: str | None, threads: int, warm
     torch.set_num_threads(threads)
     model = _build(config, checkpoint)
     rss_model = _rss_mib()
-    times = []
+    times, cpu_times = [], []
     if phase == "inference":
         model.eval()
         batch = _batch(1, with_gt=False)
         num_dets = 0
         with torch.inference_mode():
             for i in range(warmup + repeats):
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 results = model(batch["imgs"], batch["img_metas"])
                 if i >= warmup:
                     times.append(time.perf_counter() - start)
+                    cpu_times.append(time.process_time() - cpu_start)
                 num_dets = len(results[0])
         extra = {"detections": num_dets}
     else:
@@ -136,33 +139,38 @@ def _measure(phase: str, config: str, checkpoint: str | None, threads: int, warm
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
         loss_value = float("nan")
         for i in range(warmup + repeats):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             losses = model(**batch)
-            loss = sum(sum(v) if isinstance(v, (list, tuple)) else v for k, v in losses.items() if "loss" in k)
+            loss = sum(sum(v) if isinstance(v, (list, tuple)) else v
+                       for k, v in losses.items() if "loss" in k)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             if i >= warmup:
                 times.append(time.perf_counter() - start)
+                cpu_times.append(time.process_time() - cpu_start)
             loss_value = float(loss.detach())
         extra = {"loss": loss_value}
     queue.put({
         "phase": phase,
         "median_s": statistics.median(times),
         "min_s": min(times),
+        "cpu_median_s": statistics.median(cpu_times),
         "rss_after_build_mib": rss_model,
         "peak_rss_mib": _peak_rss_mib(),
         **extra,
     })
 
 
-def run_family(family: str, checkpoint: str | None, threads: int, warmup: int, repeats: int) -> dict[str, Any]:
+def run_family(family: str, checkpoint: str | None, threads: int, warmup: int,
+               repeats: int) -> dict[str, Any]:
+    """Both phases of one family, each in its own spawned process."""
     ctx = mp.get_context("spawn")
     out: dict[str, Any] = {"family": family, "config": FAMILIES[family]}
     for phase in ("inference", "train_step"):
         queue = ctx.Queue()
-        proc = ctx.Process(target=_measure, args=(phase, FAMILIES[family], checkpoint, threads, warmup, repeats,
-                                                  queue))
+        args = (phase, FAMILIES[family], checkpoint, threads, warmup, repeats, queue)
+        proc = ctx.Process(target=_measure, args=args)
         proc.start()
         result = queue.get()
         proc.join()
@@ -188,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     print(f"# CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} threads, {args.warmup} warm-up + {args.repeats} timed runs")
-    print("| family | inference 1x1333x800 (s, median / min) | train step 2x1333x800 (s, median / min) "
+          f"{args.threads} threads, {args.warmup} warm-up + {args.repeats} timed runs; "
+          "wall s median / min (process CPU s median)")
+    print("| family | inference 1x1333x800 | train step 2x1333x800 "
           "| peak RSS inference (MiB) | peak RSS train (MiB) | RSS after build (MiB) |")
     print("| --- | --- | --- | --- | --- | --- |")
     results = []
@@ -197,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         r = run_family(family, checkpoints.get(family), args.threads, args.warmup, args.repeats)
         results.append(r)
         inf, tr = r["inference"], r["train_step"]
-        print(f"| {family} | {inf['median_s']:.2f} / {inf['min_s']:.2f} | {tr['median_s']:.2f} / {tr['min_s']:.2f} "
+        print(f"| {family} | {inf['median_s']:.2f} / {inf['min_s']:.2f} ({inf['cpu_median_s']:.2f}) "
+              f"| {tr['median_s']:.2f} / {tr['min_s']:.2f} ({tr['cpu_median_s']:.2f}) "
               f"| {inf['peak_rss_mib']:.0f} | {tr['peak_rss_mib']:.0f} | {inf['rss_after_build_mib']:.0f} |")
     if args.json:
         args.json.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__,

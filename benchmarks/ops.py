@@ -109,25 +109,34 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"CPU: torch {torch.__version__}, {args.threads} threads, median of {args.repeats}")
     for name, kind, make in cases("cpu"):
         a = make()
-        t_ref = _timeit(lambda: _call(kind, a, "reference"), args.repeats)
-        t_nat = _timeit(lambda: _call(kind, a, "native"), args.repeats)
+        t_ref = _timeit(lambda k=kind, a=a: _call(k, a, "reference"), args.repeats)
+        t_nat = _timeit(lambda k=kind, a=a: _call(k, a, "native"), args.repeats)
         rows.append((name, t_ref, t_nat))
-        print(f"  {name:48s} reference {t_ref * 1e3:9.1f} ms   native {t_nat * 1e3:9.1f} ms   x{t_ref / t_nat:6.1f}")
+        print(
+            f"  {name:48s} reference {t_ref * 1e3:9.1f} ms   native {t_nat * 1e3:9.1f} ms"
+            f"   x{t_ref / t_nat:6.1f}"
+        )
     gpu_rows = []
     if torch.cuda.is_available():
         has_tv = importlib.util.find_spec("torchvision") is not None
         print(f"GPU: {torch.cuda.get_device_name()}")
         for name, kind, make in cases("cuda"):
             a = make()
-            t_nat = _timeit(lambda: _call(kind, a, "native"), args.repeats * 5, torch.cuda.synchronize)
+            t_nat = _timeit(
+                lambda k=kind, a=a: _call(k, a, "native"), args.repeats * 5, torch.cuda.synchronize
+            )
             t_tv = None
             if has_tv and kind != "focal":
-                t_tv = _timeit(lambda: _call(kind, a, "torchvision"), args.repeats * 5, torch.cuda.synchronize)
+                t_tv = _timeit(
+                    lambda k=kind, a=a: _call(k, a, "torchvision"), args.repeats * 5, torch.cuda.synchronize
+                )
             gpu_rows.append((name, t_nat, t_tv))
-            tv_s = f"torchvision {t_tv * 1e3:8.2f} ms  ratio {t_nat / t_tv:5.2f}" if t_tv else "torchvision n/a"
+            tv_s = (
+                f"torchvision {t_tv * 1e3:8.2f} ms  ratio {t_nat / t_tv:5.2f}" if t_tv else "torchvision n/a"
+            )
             print(f"  {name:48s} native {t_nat * 1e3:8.2f} ms   {tv_s}")
     if args.markdown:
-        print("\n| op (CPU, %d threads) | reference | native | speed-up |" % args.threads)
+        print(f"\n| op (CPU, {args.threads} threads) | reference | native | speed-up |")
         print("| --- | ---: | ---: | ---: |")
         for name, r, n in rows:
             print(f"| {name} | {r * 1e3:.1f} ms | {n * 1e3:.1f} ms | {r / n:.1f}x |")

@@ -259,6 +259,9 @@ KIND_BY_KEY: dict[str, str] = {
     "act_cfg": "layer",
 }
 
+#: Keys of a component table that the builder of that kind consumes itself (not the factory).
+BUILDER_KEYS: dict[str, set[str]] = {"layer": {"requires_grad", "fallback_on_stride"}}
+
 #: Tables with ``type`` that are options of the code reading them, not registry components.
 NOT_COMPONENTS = {"nms", "init_cfg", "runner"}
 
@@ -316,6 +319,8 @@ def validate_config(cfg: Config, registry: Any | None = None) -> None:
             raise ConfigError(f"{where}.type: {exc}") from None
         args = {k: v for k, v in node.items() if k != "type"}
         for arg in args:
+            if arg in BUILDER_KEYS.get(entry.kind, ()):
+                continue
             try:
                 check_arguments(entry, {arg: None}, require=False)
             except ConfigError as exc:

@@ -27,7 +27,7 @@ def _sources(pattern: str) -> list:
 
 def _extension():
     sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
-    extra = {"cxx": ["-O2", "-std=c++17"]}
+    extra = {"cxx": ["-O2", "-ftree-vectorize", "-fvect-cost-model=dynamic", "-std=c++17"]}
     if _want_cuda():
         sources += _sources("csrc/cuda/*.cu") + _sources("csrc/cuda/*.cpp")
         extra["nvcc"] = ["-O2", "-std=c++17", "--expt-relaxed-constexpr"]

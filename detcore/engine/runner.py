@@ -242,6 +242,10 @@ class Runner:
         if "model" not in self.cfg:
             raise ConfigError(f"{self.cfg.filename}: the config has no [model] table")
         model = build("detector", self.cfg["model"], where="model")
+        # as the reference's training entry point does: weight init (prior-probability biases,
+        # init_cfg tables, Pretrained backbones) before any resume or load_from replaces weights
+        if hasattr(model, "init_weights"):
+            model.init_weights()
         model.cfg = self.cfg
         model.to(self.device)
         if self.cfg.get("sync_bn", False) and self.world_size > 1:
@@ -660,10 +664,14 @@ class Runner:
 
 def resolve_checkpoint_path(source: str) -> Path:
     """A local path for a checkpoint path or URL (URLs are downloaded to the cache, checksum-checked)."""
+    from detcore.engine.checkpoint import LATEST_FILE, find_latest
     from detcore.engine.download import is_url
 
     if not is_url(source):
-        return Path(source)
+        path = Path(source)
+        if path.name == LATEST_FILE and path.is_file():  # the pointer file a run keeps in its work dir
+            return find_latest(path.parent) or path
+        return path
     try:
         from detcore.models.checkpoint_io import load_url_to_cache
     except ImportError:

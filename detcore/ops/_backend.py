@@ -19,7 +19,7 @@ ENV_VAR = "DETCORE_OPS"
 _CHOICES = ("auto", "native", "reference")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _import_native() -> Optional[ModuleType]:
     try:
         return importlib.import_module("detcore_native")
@@ -27,7 +27,7 @@ def _import_native() -> Optional[ModuleType]:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _resolve(choice: str) -> str:
     choice = choice.strip().lower() or "auto"
     if choice not in _CHOICES:

@@ -26,7 +26,8 @@ def box_overlaps(
         raise ValueError(f"box_overlaps: 'mode' must be one of {_MODES}, got {mode!r}")
     if bboxes1.shape[-1] != 4 and bboxes1.numel() != 0 or bboxes2.shape[-1] != 4 and bboxes2.numel() != 0:
         raise ValueError(
-            f"box_overlaps: boxes must have shape (..., 4), got {tuple(bboxes1.shape)} and {tuple(bboxes2.shape)}"
+            "box_overlaps: boxes must have shape (..., 4), "
+            f"got {tuple(bboxes1.shape)} and {tuple(bboxes2.shape)}"
         )
     if bboxes1.shape[:-2] != bboxes2.shape[:-2]:
         raise ValueError(
@@ -37,7 +38,9 @@ def box_overlaps(
     batch_shape = bboxes1.shape[:-2]
     rows, cols = bboxes1.shape[-2], bboxes2.shape[-2]
     if aligned and rows != cols:
-        raise ValueError(f"box_overlaps: aligned=True needs as many boxes in both sets, got {rows} and {cols}")
+        raise ValueError(
+            f"box_overlaps: aligned=True needs as many boxes in both sets, got {rows} and {cols}"
+        )
     if rows * cols == 0:
         shape = batch_shape + ((rows,) if aligned else (rows, cols))
         return bboxes1.new_zeros(shape)
@@ -57,7 +60,9 @@ def box_overlaps(
         rb = torch.min(bboxes1[..., :, None, 2:], bboxes2[..., None, :, 2:])
         wh = (rb - lt).clamp(min=0)
         overlap = wh[..., 0] * wh[..., 1]
-        union = area1[..., None] + area2[..., None, :] - overlap if mode in ("iou", "giou") else area1[..., None]
+        union = (
+            area1[..., None] + area2[..., None, :] - overlap if mode in ("iou", "giou") else area1[..., None]
+        )
         if mode == "giou":
             enclosed_lt = torch.min(bboxes1[..., :, None, :2], bboxes2[..., None, :, :2])
             enclosed_rb = torch.max(bboxes1[..., :, None, 2:], bboxes2[..., None, :, 2:])

@@ -41,7 +41,8 @@ def _check(
         raise ValueError(f"{op}: 'groups' and 'deform_groups' must be >= 1, got {groups}, {deform_groups}")
     if c % groups or c_out % groups or c_per_group * groups != c:
         raise ValueError(
-            f"{op}: input has {c} channels and weight {tuple(weight.shape)}; with groups={groups} both channel "
+            f"{op}: input has {c} channels and weight {tuple(weight.shape)}; with groups={groups} "
+            "both channel "
             f"counts must divide by groups and weight.shape[1] must be C_in / groups"
         )
     if c % deform_groups:
@@ -52,13 +53,19 @@ def _check(
         raise ValueError(f"{op}: kernel {kh}x{kw} does not fit the padded input {h}x{w}")
     want = (b, 2 * deform_groups * kh * kw, ho, wo)
     if tuple(offset.shape) != want:
-        raise ValueError(f"{op}: 'offset' must have shape {want} (B, 2*deform_groups*kh*kw, Ho, Wo), got {tuple(offset.shape)}")
+        raise ValueError(
+            f"{op}: 'offset' must have shape {want} (B, 2*deform_groups*kh*kw, Ho, Wo), "
+            f"got {tuple(offset.shape)}"
+        )
     if mask is not None:
         check_tensor(op, "mask", mask)
         check_same(op, "input", input, "mask", mask)
         want_m = (b, deform_groups * kh * kw, ho, wo)
         if tuple(mask.shape) != want_m:
-            raise ValueError(f"{op}: 'mask' must have shape {want_m} (B, deform_groups*kh*kw, Ho, Wo), got {tuple(mask.shape)}")
+            raise ValueError(
+                f"{op}: 'mask' must have shape {want_m} (B, deform_groups*kh*kw, Ho, Wo), "
+                f"got {tuple(mask.shape)}"
+            )
     if bias is not None:
         check_tensor(op, "bias", bias)
         check_same(op, "input", input, "bias", bias)
@@ -84,7 +91,9 @@ def _run(input, offset, mask, weight, bias, stride, padding, dilation, groups, d
             groups,
             deform_groups,
         )
-    return _ref.deform_conv2d(input, offset, weight, bias, mask, stride, padding, dilation, groups, deform_groups)
+    return _ref.deform_conv2d(
+        input, offset, weight, bias, mask, stride, padding, dilation, groups, deform_groups
+    )
 
 
 def deform_conv2d(
@@ -104,7 +113,9 @@ def deform_conv2d(
     group and kernel tap (row-major); ``weight`` (C_out, C/groups, kh, kw); ``bias`` (C_out,) or None.
     Returns (B, C_out, Ho, Wo); differentiable in input, offset, weight and bias.
     """
-    s, p, d = _check("deform_conv2d", input, offset, None, weight, bias, stride, padding, dilation, groups, deform_groups)
+    s, p, d = _check(
+        "deform_conv2d", input, offset, None, weight, bias, stride, padding, dilation, groups, deform_groups
+    )
     return _run(input, offset, None, weight, bias, s, p, d, groups, deform_groups)
 
 

@@ -47,7 +47,9 @@ def sigmoid_focal_loss(
         check_tensor(op, "weight", weight)
         check_same(op, "logits", logits, "weight", weight)
         if weight.shape != (logits.shape[0],):
-            raise ValueError(f"{op}: 'weight' must have shape ({logits.shape[0]},), got {tuple(weight.shape)}")
+            raise ValueError(
+                f"{op}: 'weight' must have shape ({logits.shape[0]},), got {tuple(weight.shape)}"
+            )
     if targets.numel() and targets.device.type == "cpu" and not torch.compiler.is_compiling():
         if int(targets.min()) < 0 or int(targets.max()) > logits.shape[1]:
             raise ValueError(
@@ -57,8 +59,11 @@ def sigmoid_focal_loss(
     targets = targets.long()
     if use_native():
         loss = torch.ops.detcore.sigmoid_focal_loss(
-            logits.contiguous(), targets.contiguous(), None if weight is None else weight.contiguous(),
-            float(gamma), float(alpha),
+            logits.contiguous(),
+            targets.contiguous(),
+            None if weight is None else weight.contiguous(),
+            float(gamma),
+            float(alpha),
         )
     else:
         loss = _ref.sigmoid_focal_loss(logits, targets, weight, float(gamma), float(alpha))

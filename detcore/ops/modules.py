@@ -69,9 +69,14 @@ class _DeformConvBase(nn.Module):
         super().__init__()
         name = type(self).__name__
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: in_channels {in_channels} and out_channels {out_channels} must divide by groups {groups}")
+            raise ValueError(
+                f"{name}: in_channels {in_channels} and out_channels {out_channels} "
+                f"must divide by groups {groups}"
+            )
         if in_channels % deform_groups:
-            raise ValueError(f"{name}: in_channels {in_channels} must divide by deform_groups {deform_groups}")
+            raise ValueError(
+                f"{name}: in_channels {in_channels} must divide by deform_groups {deform_groups}"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size: Tuple[int, int] = pair(name, "kernel_size", kernel_size)
@@ -133,11 +138,21 @@ class DeformConv2d(_DeformConvBase):
         deform_groups: int = 1,
         bias: bool = False,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, deform_groups, bias)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, deform_groups, bias
+        )
 
     def forward(self, input: Tensor, offset: Tensor) -> Tensor:
         return deform_conv2d(
-            input, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.deform_groups
+            input,
+            offset,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.deform_groups,
         )
 
 
@@ -167,7 +182,9 @@ class ModulatedDeformConv2d(_DeformConvBase):
         deform_groups: int = 1,
         bias: bool = True,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, deform_groups, bias)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, deform_groups, bias
+        )
 
     def forward(self, input: Tensor, offset: Tensor, mask: Tensor) -> Tensor:
         return modulated_deform_conv2d(

@@ -107,7 +107,9 @@ def soft_nms(
             boxes_c, scores_c, float(iou_threshold), float(sigma), float(min_score), _SOFT_METHODS[method]
         )
     else:
-        dets, keep = _ref.soft_nms(boxes_c, scores_c, float(iou_threshold), float(sigma), float(min_score), method)
+        dets, keep = _ref.soft_nms(
+            boxes_c, scores_c, float(iou_threshold), float(sigma), float(min_score), method
+        )
     return dets.to(boxes.dtype), keep
 
 

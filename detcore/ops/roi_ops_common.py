@@ -9,13 +9,15 @@ from ._checks import check_dim, check_float, check_same, check_tensor
 
 
 def check_roi_inputs(op: str, input: Tensor, rois: Tensor) -> None:
-    """(B, C, H, W) float features and (K, 5) rois ``(batch_index, x1, y1, x2, y2)`` of the same dtype/device."""
+    """Check (B, C, H, W) float features and (K, 5) rois ``(batch, x1, y1, x2, y2)`` of one dtype/device."""
     check_tensor(op, "input", input)
     check_tensor(op, "rois", rois)
     check_float(op, "input", input)
     check_dim(op, "input", input, 4, "(B, C, H, W)")
     if rois.dim() != 2 or rois.shape[1] != 5:
-        raise ValueError(f"{op}: 'rois' must have shape (K, 5) as (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+        raise ValueError(
+            f"{op}: 'rois' must have shape (K, 5) as (batch_index, x1, y1, x2, y2), got {tuple(rois.shape)}"
+        )
     check_same(op, "input", input, "rois", rois)
     if rois.shape[0] and rois.device.type == "cpu" and not torch.compiler.is_compiling():
         b = rois[:, 0]

@@ -24,6 +24,8 @@ def roi_pool(
     check_roi_inputs("roi_pool", input, rois)
     oh, ow = pair("roi_pool", "output_size", output_size)
     if use_native():
-        out, _ = torch.ops.detcore.roi_pool(input.contiguous(), rois.contiguous(), float(spatial_scale), oh, ow)
+        out, _ = torch.ops.detcore.roi_pool(
+            input.contiguous(), rois.contiguous(), float(spatial_scale), oh, ow
+        )
         return out
     return _ref.roi_pool(input, rois, (oh, ow), float(spatial_scale))

@@ -7,8 +7,10 @@ and autograd formulas. Models do not import it: they call :mod:`detcore.ops`.
 
 import torch  # noqa: F401  (loads libtorch before the extension)
 
-from . import _C
-from . import _registration  # noqa: F401
+from . import (
+    _C,
+    _registration,  # noqa: F401
+)
 
 __version__ = "0.1.0"
 

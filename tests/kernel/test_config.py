@@ -183,3 +183,17 @@ def test_validation_checks_required_plugins(plugin_env, tmp_path):
     cfg_path = write(tmp_path / "c.toml", 'plugins = ["nets", "retinanet"]\n')
     with pytest.raises(PluginError, match="pip install det-plugin-retinanet"):
         validate_config(load_config(cfg_path), registry=reg)
+
+
+def test_builder_keys_of_layer_tables_pass_validation(tmp_path):
+    from detcore.registry import get_registry
+
+    path = write(
+        tmp_path / "n.toml",
+        '[model.backbone.norm_cfg]\ntype = "BN"\nrequires_grad = false\n'
+        '[model.backbone.conv_cfg]\ntype = "BN"\nrequire_grad = false\n',
+    )
+    with pytest.raises(ConfigError, match="model.backbone.conv_cfg.require_grad: unknown key 'require_grad'"):
+        validate_config(load_config(path), registry=get_registry())
+    ok = write(tmp_path / "ok.toml", '[model.backbone.norm_cfg]\ntype = "BN"\nrequires_grad = false\n')
+    validate_config(load_config(ok), registry=get_registry())

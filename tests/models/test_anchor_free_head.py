@@ -136,3 +136,19 @@ def test_scale_module():
     assert isinstance(s.scale, nn.Parameter) and s.scale.shape == ()
     assert torch.equal(s(torch.tensor([1.0, -2.0])), torch.tensor([2.5, -5.0]))
     assert list(s.state_dict()) == ["scale"]
+
+
+def test_early_predictor_names_load():
+    src = _head()
+    old = {}
+    for key, value in src.state_dict().items():
+        old[key.replace("conv_cls", "fcos_cls").replace("conv_reg", "fcos_reg")] = value
+    assert "fcos_cls.weight" in old and "conv_cls.weight" not in old
+    dst = _head()
+    result = dst.load_state_dict(old, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert torch.equal(dst.conv_cls.weight, src.conv_cls.weight)
+    assert torch.equal(dst.conv_reg.bias, src.conv_reg.bias)
+    # an unknown name that fits no predictor stays unexpected
+    with pytest.raises(RuntimeError, match="fcos_other"):
+        dst.load_state_dict({**src.state_dict(), "fcos_other.weight": torch.zeros(1)}, strict=True)

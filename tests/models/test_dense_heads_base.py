@@ -185,8 +185,9 @@ def test_score_factors_multiply_scores_after_the_threshold():
     assert len(res) == 1
     assert float(res.scores[0]) == pytest.approx(0.3, rel=1e-5)
     (cand,) = head.predict_by_feat(cls, reg, factors, img_metas=[META], with_nms=False)
-    assert cand.scores.shape == (16, 2)
-    assert float(cand.scores[0, 0]) == pytest.approx(0.3, rel=1e-5)
+    assert cand.scores.shape == (16, 2) and cand.score_factors.shape == (16,)
+    assert float(cand.scores[0, 0]) == pytest.approx(0.6, rel=1e-5)
+    assert float(cand.score_factors[0]) == pytest.approx(0.5, rel=1e-5)
 
 
 def test_max_per_img_and_softmax_background_column():

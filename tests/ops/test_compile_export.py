@@ -9,7 +9,8 @@ from torch import nn
 from detcore import ops
 
 pytestmark = pytest.mark.skipif(
-    not ops.native_available(), reason="detcore_native is not installed (pip install --no-build-isolation ./native)"
+    not ops.native_available(),
+    reason="detcore_native is not installed (pip install --no-build-isolation ./native)",
 )
 
 

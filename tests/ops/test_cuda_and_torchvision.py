@@ -74,7 +74,11 @@ def test_cuda_kernels_match_cpu(monkeypatch):
     x, rois = _case(dtype=torch.float64)
     xc, rc = x.cuda().requires_grad_(), rois.cuda()
     xh = x.clone().requires_grad_()
-    for fn, args in ((ops.roi_align, (7, 0.25, 0, True)), (ops.roi_align, (14, 0.25, 2, False)), (ops.roi_pool, (7, 0.25))):
+    for fn, args in (
+        (ops.roi_align, (7, 0.25, 0, True)),
+        (ops.roi_align, (14, 0.25, 2, False)),
+        (ops.roi_pool, (7, 0.25)),
+    ):
         a, b = fn(xc, rc, *args), fn(xh, rois, *args)
         torch.testing.assert_close(a.cpu(), b)
         a.sum().backward()

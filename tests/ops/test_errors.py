@@ -100,8 +100,22 @@ def test_native_ops_check_arguments_directly():
         torch.ops.detcore.nms(torch.zeros(2, 4), torch.zeros(2, dtype=torch.float64), 0.5)
     with pytest.raises(RuntimeError, match="offset must have shape"):
         torch.ops.detcore.deform_conv2d(
-            torch.randn(1, 2, 5, 5), torch.randn(2, 2, 3, 3), torch.zeros(1, 18, 2, 2), None, None, 1, 1, 0, 0, 1, 1, 1, 1
+            torch.randn(1, 2, 5, 5),
+            torch.randn(2, 2, 3, 3),
+            torch.zeros(1, 18, 2, 2),
+            None,
+            None,
+            1,
+            1,
+            0,
+            0,
+            1,
+            1,
+            1,
+            1,
         )
     # an out-of-range batch index is zeros, not a crash
-    out = torch.ops.detcore.roi_align(torch.randn(1, 1, 4, 4), torch.tensor([[5.0, 0, 0, 2, 2]]), 1.0, 2, 2, 0, True)
+    out = torch.ops.detcore.roi_align(
+        torch.randn(1, 1, 4, 4), torch.tensor([[5.0, 0, 0, 2, 2]]), 1.0, 2, 2, 0, True
+    )
     assert torch.count_nonzero(out) == 0

@@ -47,7 +47,9 @@ def test_batched_nms_is_class_aware(backend):
     scores = torch.tensor([0.9, 0.8, 0.7])
     assert ops.batched_nms(boxes, scores, torch.tensor([0, 1, 0]), 0.5).tolist() == [0, 1]
     assert ops.batched_nms(boxes, scores, torch.tensor([0, 0, 0]), 0.5).tolist() == [0]
-    assert ops.batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5).numel() == 0
+    assert (
+        ops.batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5).numel() == 0
+    )
 
 
 def test_soft_nms_linear_and_gaussian(backend):
@@ -70,7 +72,9 @@ def test_multiclass_nms_threshold_topk_and_factors(backend):
     # 3 candidates, 2 classes (+ background column), shared boxes
     boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 60, 60.0]])
     scores = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.6, 0.0], [0.05, 0.7, 0.0]])
-    dets, labels, inds = ops.multiclass_nms(boxes, scores, 0.3, {"type": "nms", "iou_threshold": 0.5}, return_inds=True)
+    dets, labels, inds = ops.multiclass_nms(
+        boxes, scores, 0.3, {"type": "nms", "iou_threshold": 0.5}, return_inds=True
+    )
     # class 0: 0 (0.9) suppresses 1 (IoU 0.81); class 1: 2 (0.7) and 1 (0.6) kept
     torch.testing.assert_close(dets[:, 4], torch.tensor([0.9, 0.7, 0.6]))
     assert labels.tolist() == [0, 1, 1]
@@ -80,7 +84,9 @@ def test_multiclass_nms_threshold_topk_and_factors(backend):
     assert labels.tolist() == [0, 1] and dets.shape == (2, 5)
     # score factors multiply after the threshold test
     factors = torch.tensor([0.5, 1.0, 1.0])
-    dets, labels = ops.multiclass_nms(boxes, scores, 0.3, {"type": "nms", "iou_threshold": 0.5}, score_factors=factors)
+    dets, labels = ops.multiclass_nms(
+        boxes, scores, 0.3, {"type": "nms", "iou_threshold": 0.5}, score_factors=factors
+    )
     torch.testing.assert_close(dets[:, 4], torch.tensor([0.8, 0.7, 0.6]))
     assert labels.tolist() == [0, 1, 1]  # box 1 (0.8) now outranks box 0 (0.45) and suppresses it
     dets, labels = ops.multiclass_nms(boxes, scores, 0.95, {"type": "nms", "iou_threshold": 0.5})
@@ -108,7 +114,9 @@ def test_roi_align_hand_values(backend):
     assert ops.roi_align(x, r, 1, 1.0, 2, True).item() == pytest.approx(7.5)
     # legacy: roi spans (1, 1)-(3, 3) -> f(2, 2) = 10; spatial_scale halves the coordinates
     assert ops.roi_align(x, r, 1, 1.0, 2, False).item() == pytest.approx(10.0)
-    assert ops.roi_align(x, r * torch.tensor([1, 2, 2, 2, 2.0]), 1, 0.5, 2, False).item() == pytest.approx(10.0)
+    assert ops.roi_align(x, r * torch.tensor([1, 2, 2, 2, 2.0]), 1, 0.5, 2, False).item() == pytest.approx(
+        10.0
+    )
     out = ops.roi_align(x, torch.tensor([[0, 0, 0, 4, 4.0]], dtype=torch.float64), 2, 1.0, 0, True)
     torch.testing.assert_close(out[0, 0], torch.tensor([[2.5, 4.5], [10.5, 12.5]], dtype=torch.float64))
     # a sample at y = x = 4 (= H) is still inside and clamps to the last pixel; beyond -> 0
@@ -173,7 +181,9 @@ def test_sigmoid_focal_loss_hand_values(backend):
     pos = 0.25 * 0.25 * math.log(2)
     neg = 0.75 * 0.25 * math.log(2)
     torch.testing.assert_close(loss, torch.tensor([[neg, pos, neg], [neg, neg, neg]]))
-    assert ops.sigmoid_focal_loss(logits, targets, reduction="sum").item() == pytest.approx(pos + 5 * neg, rel=1e-6)
+    assert ops.sigmoid_focal_loss(logits, targets, reduction="sum").item() == pytest.approx(
+        pos + 5 * neg, rel=1e-6
+    )
     assert ops.sigmoid_focal_loss(logits, targets).item() == pytest.approx((pos + 5 * neg) / 2, rel=1e-6)
     weighted = ops.sigmoid_focal_loss(logits, targets, weight=torch.tensor([2.0, 0.0]), reduction="none")
     torch.testing.assert_close(weighted, torch.tensor([[2 * neg, 2 * pos, 2 * neg], [0.0, 0.0, 0.0]]))

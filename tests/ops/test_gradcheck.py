@@ -12,7 +12,7 @@ def test_gradcheck_roi_align(backend):
     x = torch.randn(1, 2, 6, 7, dtype=torch.float64, requires_grad=True)
     rois = torch.tensor([[0, 0.3, 0.7, 4.6, 5.2], [0, 2.1, -1.3, 9.7, 3.9]], dtype=torch.float64)
     for aligned in (True, False):
-        assert gradcheck(lambda t: ops.roi_align(t, rois, 2, 1.0, 0, aligned), (x,))
+        assert gradcheck(lambda t, al=aligned: ops.roi_align(t, rois, 2, 1.0, 0, al), (x,))
 
 
 def test_gradcheck_roi_pool(backend):
@@ -43,4 +43,6 @@ def test_gradcheck_focal_loss(backend):
     targets = torch.tensor([0, 2, 3, 1])
     weight = torch.rand(4, dtype=torch.float64)
     for reduction in ("none", "mean"):
-        assert gradcheck(lambda t: ops.sigmoid_focal_loss(t, targets, 2.0, 0.25, weight, reduction), (logits,))
+        assert gradcheck(
+            lambda t, r=reduction: ops.sigmoid_focal_loss(t, targets, 2.0, 0.25, weight, r), (logits,)
+        )

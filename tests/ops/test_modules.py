@@ -38,7 +38,9 @@ def test_modulated_pack_names_and_zero_init(backend):
     }
     x = torch.randn(2, 4, 5, 5)
     # zero offsets and mask = sigmoid(0) = 0.5
-    torch.testing.assert_close(m(x), 0.5 * F.conv2d(x, m.weight, padding=1) + m.bias.view(1, -1, 1, 1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        m(x), 0.5 * F.conv2d(x, m.weight, padding=1) + m.bias.view(1, -1, 1, 1), rtol=1e-5, atol=1e-5
+    )
     out = m(x)
     out.sum().backward()
     assert m.conv_offset.weight.grad is not None and m.weight.grad is not None

@@ -20,9 +20,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CUDA_DIR = ROOT / "native" / "csrc" / "cuda"
-NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
+NVCC = shutil.which("nvcc") or (
+    "/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None
+)
 
-pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH: the CUDA sources cannot be compiled here")
+pytestmark = pytest.mark.skipif(
+    NVCC is None, reason="nvcc is not on PATH: the CUDA sources cannot be compiled here"
+)
 
 
 @pytest.mark.parametrize("header", sorted(p.name for p in CUDA_DIR.glob("*.cuh")))
@@ -30,7 +34,10 @@ def test_kernel_header_compiles(header, tmp_path):
     src = tmp_path / f"{header}.cu"
     src.write_text(f'#define DETCORE_INSTANTIATE_KERNELS\n#include "{CUDA_DIR / header}"\n')
     proc = subprocess.run(
-        [NVCC, "-std=c++17", "-c", str(src), "-o", str(tmp_path / "k.o")], capture_output=True, text=True, timeout=300
+        [NVCC, "-std=c++17", "-c", str(src), "-o", str(tmp_path / "k.o")],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (tmp_path / "k.o").stat().st_size > 0

@@ -10,7 +10,8 @@ from detcore.ops import native_available
 from detcore.ops import reference as ref
 
 pytestmark = pytest.mark.skipif(
-    not native_available(), reason="detcore_native is not installed (pip install --no-build-isolation ./native)"
+    not native_available(),
+    reason="detcore_native is not installed (pip install --no-build-isolation ./native)",
 )
 
 
@@ -120,10 +121,14 @@ def test_deform_conv_matches_reference(force, cfg, modulated):
     x = torch.randn(2, 4, 9, 11, generator=gen, dtype=torch.float64)
     w = torch.randn(6, 4 // cfg["groups"], 3, 3, generator=gen, dtype=torch.float64)
     b = torch.randn(6, generator=gen, dtype=torch.float64)
-    probe = torch.nn.functional.conv2d(x, w, None, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"])
+    probe = torch.nn.functional.conv2d(
+        x, w, None, cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"]
+    )
     ho, wo = probe.shape[2:]
     dg = cfg["deform_groups"]
-    off = torch.randn(2, 2 * dg * 9, ho, wo, generator=gen, dtype=torch.float64) * 3  # reaches outside the map
+    off = (
+        torch.randn(2, 2 * dg * 9, ho, wo, generator=gen, dtype=torch.float64) * 3
+    )  # reaches outside the map
     mask = torch.rand(2, dg * 9, ho, wo, generator=gen, dtype=torch.float64)
     results = []
     for name in ("native", "reference"):
@@ -163,4 +168,6 @@ def test_reference_functions_are_what_the_reference_backend_runs(force):
     """The reference backend must run detcore.ops.reference (guards against a silently native fallback)."""
     x, rois = _roi_case(torch.Generator().manual_seed(4))
     force("reference")
-    torch.testing.assert_close(ops.roi_align(x, rois, 2, 0.5, 2, True), ref.roi_align(x, rois, (2, 2), 0.5, 2, True))
+    torch.testing.assert_close(
+        ops.roi_align(x, rois, 2, 0.5, 2, True), ref.roi_align(x, rois, (2, 2), 0.5, 2, True)
+    )

@@ -160,6 +160,27 @@ class AnchorFreeHead(BaseDenseHead, metaclass=ABCMeta):
         self.conv_cls = nn.Conv2d(chn, self.cls_out_channels, 3, padding=1)
         self.conv_reg = nn.Conv2d(chn, 4, 3, padding=1)
 
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    _OLD_PREDICTOR_SUFFIXES = (("cls", "conv_cls"), ("reg", "conv_reg"), ("centerness", "conv_centerness"))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,  # noqa: ANN001
+                              unexpected_keys, error_msgs) -> None:
+        """Accept early checkpoints whose predictors had method-specific names (``fcos_cls``,
+        ``fcos_reg``, ``fcos_centerness``): a top-level child name that this head does not have and
+        that ends in ``cls``/``reg``/``centerness`` becomes ``conv_cls``/``conv_reg``/``conv_centerness``."""
+        children = dict(self.named_children())
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            head, _, rest = key[len(prefix):].partition(".")
+            if not rest or head in children:
+                continue
+            for suffix, new in self._OLD_PREDICTOR_SUFFIXES:
+                if head.endswith(suffix) and new in children and f"{prefix}{new}.{rest}" not in state_dict:
+                    state_dict[f"{prefix}{new}.{rest}"] = state_dict.pop(key)
+                    break
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
     # -- forward -----------------------------------------------------------------------------------
 
     def forward(self, feats: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], ...]:

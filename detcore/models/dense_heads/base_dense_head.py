@@ -107,7 +107,8 @@ class BaseDenseHead(BaseModule):
             cfg: test settings (``nms_pre``, ``score_thr``, ``nms``, ``max_per_img``); default ``test_cfg``.
             rescale: divide the boxes by ``scale_factor`` (original-image coordinates).
             with_nms: apply ``multiclass_nms``; without it, each ``Instances`` holds every candidate with
-                ``bboxes`` ``(N, 4)`` and ``scores`` ``(N, num_classes)``.
+                ``bboxes`` ``(N, 4)``, ``scores`` ``(N, num_classes)`` (foreground classes, not yet
+                multiplied by the factors) and, with score factors, ``score_factors`` ``(N,)``.
 
         Returns:
             one ``Instances`` per image: ``bboxes`` ``(K, 4)`` xyxy, ``scores`` ``(K,)``, ``labels`` ``(K,)``.
@@ -198,9 +199,9 @@ class BaseDenseHead(BaseModule):
         factors = torch.cat(mlvl_factors) if with_factors else None
         if not with_nms:
             fg = scores if self.use_sigmoid_cls else scores[:, :-1]
-            if factors is not None:
-                fg = fg * factors[:, None]
-            return Instances(bboxes=bboxes, scores=fg)
+            if factors is None:
+                return Instances(bboxes=bboxes, scores=fg)
+            return Instances(bboxes=bboxes, scores=fg, score_factors=factors)
         if self.use_sigmoid_cls:
             # multiclass_nms expects a last (background) column, which the softmax scores already have
             scores = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], dim=1)

@@ -75,7 +75,8 @@ class SingleStageDetector(BaseDetector):
                  **extra: Any) -> list[Instances]:
         """Test-time augmentation (the reference's merge): per image, every augmentation's candidates
         (no NMS) are mapped back to the original image (un-flipped, divided by ``scale_factor``),
-        concatenated, and ``multiclass_nms(score_thr, nms, max_per_img)`` runs once.
+        concatenated, and ``multiclass_nms(score_thr, nms, max_per_img)`` runs once (score factors,
+        e.g. centerness, multiply the scores after the threshold, as in a single-scale test).
 
         Without ``rescale`` the boxes are returned in the first augmentation's scale.
         """
@@ -91,9 +92,12 @@ class SingleStageDetector(BaseDetector):
             boxes = [bbox_mapping_back(aug[i].bboxes, metas[i]) for aug, metas in zip(per_aug, img_metas)]
             scores = torch.cat([aug[i].scores for aug in per_aug])
             scores = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], dim=1)  # background column
+            factors = None
+            if per_aug[0][i].has("score_factors"):
+                factors = torch.cat([aug[i].score_factors for aug in per_aug])
             dets, labels = multiclass_nms(
                 torch.cat(boxes), scores, float(cfg["score_thr"]), dict(cfg["nms"]),
-                int(cfg.get("max_per_img", -1)),
+                int(cfg.get("max_per_img", -1)), score_factors=factors,
             )
             bboxes = dets[:, :4]
             if not rescale:

@@ -92,10 +92,17 @@ def roi_align(
             + yi.view(n, oh, gh, 2, 1, 1, 1) * w
             + xi.view(n, 1, 1, 1, ow, gw, 2)
         ).expand(shape)
-        vals = yw.view(n, oh, gh, 2, 1, 1, 1) * xw.view(n, 1, 1, 1, ow, gw, 2) / count[sl].view(n, 1, 1, 1, 1, 1, 1)
+        vals = (
+            yw.view(n, oh, gh, 2, 1, 1, 1)
+            * xw.view(n, 1, 1, 1, ow, gw, 2)
+            / count[sl].view(n, 1, 1, 1, 1, 1, 1)
+        )
         rows = torch.arange(n * oh * ow, device=rois.device).view(n, oh, 1, 1, ow, 1, 1).expand(shape)
         mat = torch.sparse_coo_tensor(
-            torch.stack([rows.reshape(-1), cols.reshape(-1)]), vals.reshape(-1), (n * oh * ow, b * h * w), check_invariants=False
+            torch.stack([rows.reshape(-1), cols.reshape(-1)]),
+            vals.reshape(-1),
+            (n * oh * ow, b * h * w),
+            check_invariants=False,
         )
         outs.append(torch.sparse.mm(mat, feats))
     out = torch.cat(outs).view(k, oh, ow, c).permute(0, 3, 1, 2).contiguous()

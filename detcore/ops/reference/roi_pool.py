@@ -19,7 +19,9 @@ def _round_half_away(x: Tensor) -> Tensor:
     return torch.sign(x) * torch.floor(x.abs() + 0.5)
 
 
-def _bin_edges(start: Tensor, length: Tensor, bins: int, size: int, dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
+def _bin_edges(
+    start: Tensor, length: Tensor, bins: int, size: int, dtype: torch.dtype
+) -> Tuple[Tensor, Tensor]:
     """(k, bins) start/end pixel of each bin along one axis, clipped to [0, size]."""
     bin_size = length.to(dtype) / bins
     p = torch.arange(bins, device=start.device, dtype=dtype)

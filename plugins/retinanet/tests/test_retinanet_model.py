@@ -234,3 +234,17 @@ def test_detections_match_hand_computation():
     }
     got = {tuple(round(v, 4) for v in box) for box in res.bboxes.tolist()}
     assert got <= clipped and len(got) == 10
+
+
+def test_head_init_uses_the_prior_probability():
+    torch.manual_seed(0)
+    head = detcore.build("dense_head", {"type": "RetinaHead", "num_classes": 5, "in_channels": 32,
+                                        "feat_channels": 32, "test_cfg": None})
+    head.init_weights()
+    # 9 anchors x 5 classes; bias -log((1 - 0.01) / 0.01) so that sigmoid(bias) = 0.01
+    assert head.retina_cls.weight.shape == (45, 32, 3, 3) and head.retina_reg.weight.shape == (36, 32, 3, 3)
+    torch.testing.assert_close(head.retina_cls.bias, torch.full((45,), -math.log(99.0)))
+    assert float(head.retina_reg.bias.detach().abs().max()) == 0.0
+    for conv in (head.cls_convs[0].conv, head.reg_convs[3].conv, head.retina_reg):
+        assert abs(float(conv.weight.detach().std()) - 0.01) < 0.002
+    assert len(head.cls_convs) == len(head.reg_convs) == 4
