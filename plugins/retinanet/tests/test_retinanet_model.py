@@ -22,6 +22,15 @@ STANDARD = ["retinanet_r50_fpn_1x_coco", "retinanet_r101_fpn_1x_coco", "retinane
 LINE = re.compile(r"^(?P<name>\S+) \((?P<shape>[0-9, ]*)\)$")
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: the machine's cores are shared, and small models do not gain from more."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def read_keys(name: str) -> tuple[int, list[tuple[str, tuple[int, ...]]]]:
     """(parameter count, [(key, shape)]) of a reference checkpoint-keys file."""
     path = KEYS_DIR / f"{name}.txt"
