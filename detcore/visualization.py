@@ -42,7 +42,9 @@ def _masks_as_bool(masks: object, count: int, shape: tuple[int, int]) -> np.ndar
     else:
         array = np.asarray(masks)
     if array.shape[0] != count or tuple(array.shape[1:]) != shape:
-        raise ValueError(f"masks of shape {array.shape} do not match {count} instances on an image of {shape}")
+        raise ValueError(
+            f"masks of shape {array.shape} do not match {count} instances on an image of {shape}"
+        )
     return array.astype(bool)
 
 
@@ -65,10 +67,16 @@ def show_result(
     """
     canvas = _to_rgb_array(image, bgr)
     height, width = canvas.shape[:2]
-    boxes = instances.bboxes.detach().cpu().numpy().reshape(-1, 4) if instances.has("bboxes") else np.zeros((0, 4))
+    boxes = (
+        instances.bboxes.detach().cpu().numpy().reshape(-1, 4)
+        if instances.has("bboxes")
+        else np.zeros((0, 4))
+    )
     count = len(boxes)
     labels = (
-        instances.labels.detach().cpu().numpy() if instances.has("labels") else np.zeros(count, dtype=np.int64)
+        instances.labels.detach().cpu().numpy()
+        if instances.has("labels")
+        else np.zeros(count, dtype=np.int64)
     )
     scores = instances.scores.detach().cpu().numpy() if instances.has("scores") else None
     keep = np.ones(count, dtype=bool) if scores is None else scores >= score_thr
@@ -90,7 +98,9 @@ def show_result(
         color = class_color(int(labels[i]))
         draw.rectangle([x1, y1, x2, y2], outline=color, width=thickness)
         label = int(labels[i])
-        name = class_names[label] if class_names is not None and label < len(class_names) else f"class {label}"
+        name = (
+            class_names[label] if class_names is not None and label < len(class_names) else f"class {label}"
+        )
         text = name if scores is None else f"{name} {scores[i]:.2f}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tw, th = right - left, bottom - top

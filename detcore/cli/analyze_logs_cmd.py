@@ -12,7 +12,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("logs", nargs="+", help="<work_dir>/<timestamp>.log.json files")
     p.add_argument("--out", default="curves.png", help="picture to write (default: curves.png)")
     p.add_argument("--keys", nargs="+", default=["loss"], help="training scalars to plot (default: loss)")
-    p.add_argument("--metrics", nargs="+", default=["bbox_mAP"], help="validation metrics (default: bbox_mAP)")
+    p.add_argument(
+        "--metrics", nargs="+", default=["bbox_mAP"], help="validation metrics (default: bbox_mAP)"
+    )
     p.add_argument("--title", default=None)
     p.set_defaults(func=run)
 

@@ -9,8 +9,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     from detcore.tools.demo import DEFAULT_CONFIG
 
     p = subparsers.add_parser("demo", help="train and evaluate a small detector on the embedded shapes data")
-    p.add_argument("--config", default=str(DEFAULT_CONFIG), help=f"demo config (default: {DEFAULT_CONFIG.name})")
-    p.add_argument("--epochs", type=int, default=None, help="number of training epochs (default: the config's)")
+    p.add_argument(
+        "--config", default=str(DEFAULT_CONFIG), help=f"demo config (default: {DEFAULT_CONFIG.name})"
+    )
+    p.add_argument(
+        "--epochs", type=int, default=None, help="number of training epochs (default: the config's)"
+    )
     p.add_argument("--out-dir", default="demo_out", help="where everything is written (default: demo_out/)")
     p.add_argument("--num-pictures", type=int, default=8, help="held-out images to draw (default: 8)")
     p.add_argument("--score-thr", type=float, default=0.3)
@@ -21,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from detcore.tools.demo import print_summary, run_demo
 
-    summary = run_demo(args.config, args.out_dir, args.epochs, args.num_pictures, args.overrides, args.score_thr)
+    summary = run_demo(
+        args.config, args.out_dir, args.epochs, args.num_pictures, args.overrides, args.score_thr
+    )
     print_summary(summary)
     return 0

@@ -23,7 +23,9 @@ def run(args: argparse.Namespace) -> int:
     from detcore.tools.infer import run_inference
 
     model = init_detector(args.config, args.checkpoint, device=args.device, cfg_options=args.overrides)
-    summary = run_inference(model, args.inputs, args.out, score_thr=args.score_thr, batch_size=args.batch_size)
+    summary = run_inference(
+        model, args.inputs, args.out, score_thr=args.score_thr, batch_size=args.batch_size
+    )
     print(f"{summary['num_detections']} detections in {len(summary['pictures'])} inputs")
     print(f"pictures: {args.out}")
     print(f"detections: {summary['json']}")

@@ -41,7 +41,7 @@ def plot_curves(
     val_keys: Sequence[str] = ("bbox_mAP",),
     title: str | None = None,
 ) -> Path:
-    """Plot training scalars (left) and validation metrics (right) against the iteration; write ``out_file``."""
+    """Plot training scalars (left) and validation metrics (right) by iteration into ``out_file``."""
     try:
         import matplotlib
 
@@ -65,7 +65,9 @@ def plot_curves(
                 ax_val.plot(xs, ys, marker="o", label=f"{tag} {key}".strip())
                 plotted += 1
     if not plotted:
-        raise DetcoreError(f"none of {list(train_keys) + list(val_keys)} is logged in {', '.join(map(str, logs))}")
+        raise DetcoreError(
+            f"none of {list(train_keys) + list(val_keys)} is logged in {', '.join(map(str, logs))}"
+        )
     ax_train.set(xlabel="iteration", ylabel="training loss", title="training")
     ax_val.set(xlabel="iteration", ylabel="metric", title="validation")
     for ax in (ax_train, ax_val):

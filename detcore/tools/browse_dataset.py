@@ -16,12 +16,16 @@ def denormalize(img: Any, img_norm_cfg: dict | None) -> tuple[np.ndarray, bool]:
     array = img.detach().cpu().numpy().transpose(1, 2, 0).astype(np.float32)
     is_bgr = True
     if img_norm_cfg:
-        array = array * np.asarray(img_norm_cfg["std"], np.float32) + np.asarray(img_norm_cfg["mean"], np.float32)
+        array = array * np.asarray(img_norm_cfg["std"], np.float32) + np.asarray(
+            img_norm_cfg["mean"], np.float32
+        )
         is_bgr = not img_norm_cfg.get("to_rgb", False)
     return np.clip(array, 0, 255).round().astype(np.uint8), is_bgr
 
 
-def browse_dataset(cfg: Config, out_dir: str | Path, num_samples: int = 8, split: str = "train") -> list[Path]:
+def browse_dataset(
+    cfg: Config, out_dir: str | Path, num_samples: int = 8, split: str = "train"
+) -> list[Path]:
     """Write ``num_samples`` pictures of ``data.<split>`` samples (after the pipeline) into ``out_dir``."""
     from detcore.config import validate_config
     from detcore.data import build_dataset

@@ -87,7 +87,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     metrics = summary["metrics"]
     print("\n=== detcore demo finished ===")
     print(f"config:       {summary['config']}")
-    print(f"time:         {summary['total_seconds']} s (training and evaluation {summary['train_seconds']} s)")
+    print(
+        f"time:         {summary['total_seconds']} s (training and evaluation {summary['train_seconds']} s)"
+    )
     if summary["first_loss"] is not None:
         print(f"loss:         {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}")
     for key in ("bbox_mAP", "bbox_mAP_50", "bbox_mAP_75", "segm_mAP"):

@@ -36,9 +36,7 @@ def collect_inputs(inputs: Sequence[str | Path]) -> tuple[list[Path], list[Path]
     return images, videos
 
 
-def instances_to_coco(
-    instances: Instances, image_id: int, score_thr: float = 0.0
-) -> list[dict[str, Any]]:
+def instances_to_coco(instances: Instances, image_id: int, score_thr: float = 0.0) -> list[dict[str, Any]]:
     """COCO result entries (``bbox`` as ``[x, y, w, h]``, ``category_id`` = contiguous label + 1)."""
     out = []
     boxes = instances.bboxes.detach().cpu().numpy()
@@ -85,7 +83,9 @@ def run_inference(
         results = inference_detector(model, [str(p) for p in chunk])
         for offset, (path, result) in enumerate(zip(chunk, results)):
             image_id = start + offset + 1
-            drawn = show_result(path, result, class_names, score_thr=score_thr, out_file=out_dir / f"{path.stem}.png")
+            drawn = show_result(
+                path, result, class_names, score_thr=score_thr, out_file=out_dir / f"{path.stem}.png"
+            )
             height, width = drawn.shape[:2]
             coco["images"].append({"id": image_id, "file_name": str(path), "width": width, "height": height})
             coco["annotations"].extend(instances_to_coco(result, image_id, score_thr))
@@ -103,7 +103,9 @@ def _infer_video(model: Any, video: Path, out_dir: Path, class_names: list[str],
     try:
         import cv2
     except ImportError:
-        raise DetcoreError(f"{video}: reading videos needs OpenCV (pip install opencv-python-headless)") from None
+        raise DetcoreError(
+            f"{video}: reading videos needs OpenCV (pip install opencv-python-headless)"
+        ) from None
     from detcore.api import inference_detector
 
     reader = cv2.VideoCapture(str(video))
