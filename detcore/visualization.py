@@ -81,10 +81,14 @@ def show_result(
     scores = instances.scores.detach().cpu().numpy() if instances.has("scores") else None
     keep = np.ones(count, dtype=bool) if scores is None else scores >= score_thr
     masks = _masks_as_bool(instances.get("masks"), count, (height, width))
+    # lowest score first, so the most confident instance ends up on top where they overlap
+    order = (
+        np.flatnonzero(keep) if scores is None else [i for i in np.argsort(scores, kind="stable") if keep[i]]
+    )
 
     if masks is not None:
         blended = canvas.astype(np.float32)
-        for i in np.flatnonzero(keep):
+        for i in order:
             color = np.array(class_color(int(labels[i])), dtype=np.float32)
             m = masks[i]
             blended[m] = blended[m] * (1 - mask_alpha) + color * mask_alpha
@@ -93,7 +97,7 @@ def show_result(
     picture = Image.fromarray(canvas)
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default()
-    for i in np.flatnonzero(keep):
+    for i in order:
         x1, y1, x2, y2 = (float(v) for v in boxes[i])
         color = class_color(int(labels[i]))
         draw.rectangle([x1, y1, x2, y2], outline=color, width=thickness)

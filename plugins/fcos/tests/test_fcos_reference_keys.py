@@ -3,7 +3,6 @@ shapes, order, parameter count), and a reference-format checkpoint loads through
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -11,29 +10,18 @@ import torch
 
 import detcore
 from detcore.config import load_config
+from detcore.testing import reference_keys_or_skip
 
 ROOT = Path(__file__).resolve().parents[3]
-KEYS_DIR = Path("/work/shared/reference/checkpoint-keys")
 CONFIGS = [
     "fcos_r50_caffe_fpn_gn-head_1x_coco",
     "fcos_r50_caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco",
 ]
-LINE = re.compile(r"^(\S+) \(([\d, ]*)\)$")
 
 
 def read_keys(name: str) -> tuple[int, list[tuple[str, tuple[int, ...]]]]:
-    path = KEYS_DIR / f"{name}.txt"
-    if not path.exists():
-        pytest.skip(f"reference key list {path} is not available on this machine")
-    lines = path.read_text().splitlines()
-    count = int(re.search(r"(\d+) parameters", lines[0]).group(1))
-    entries = []
-    for line in lines[1:]:
-        m = LINE.match(line.strip())
-        if m:
-            shape = tuple(int(v) for v in m.group(2).replace(" ", "").split(",") if v)
-            entries.append((m.group(1), shape))
-    return count, entries
+    """(parameter count, [(key, shape)]) of a reference checkpoint-keys file (skips when absent)."""
+    return tuple(reference_keys_or_skip(name))
 
 
 def build_meta(name: str) -> torch.nn.Module:

@@ -3,15 +3,16 @@ names, shapes, order), read from ``../shared/reference/checkpoint-keys`` relativ
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import torch
 from det_plugin_fpn import FPN
 
+from detcore.testing import reference_keys_dir, reference_keys_or_skip
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
-KEY_DIR = REPO_ROOT.parent / "shared" / "reference" / "checkpoint-keys"
+KEY_DIR = reference_keys_dir()
 
 C2_C5 = [256, 512, 1024, 2048]
 P2_P6 = {"in_channels": C2_C5, "out_channels": 256, "num_outs": 5}
@@ -40,26 +41,15 @@ NECKS = {
     "rpn_r50_fpn_1x_coco": P2_P6,
 }
 
-_LINE = re.compile(r"^(\S+) \(([\d, ]*)\)$")
 
 
 def reference_entries(name: str, prefix: str) -> list[tuple[str, tuple[int, ...]]]:
     """``(key without prefix, shape)`` of the entries of key file ``name`` that start with ``prefix``."""
-    path = KEY_DIR / f"{name}.txt"
-    if not path.is_file():
-        pytest.skip(f"reference key list {path} is not available")
-    out = []
-    for line in path.read_text().splitlines()[1:]:
-        m = _LINE.match(line.strip())
-        assert m, f"{path}: unreadable line {line!r}"
-        if m.group(1).startswith(prefix):
-            out.append(
-                (m.group(1)[len(prefix) :], tuple(int(s) for s in m.group(2).replace(",", " ").split()))
-            )
-    return out
+    entries = reference_keys_or_skip(name).entries
+    return [(key[len(prefix) :], shape) for key, shape in entries if key.startswith(prefix)]
 
 
-@pytest.mark.skipif(not KEY_DIR.is_dir(), reason=f"reference key lists not found at {KEY_DIR}")
+@pytest.mark.skipif(KEY_DIR is None, reason="reference checkpoint-keys folder not found")
 @pytest.mark.parametrize("name", sorted(NECKS))
 def test_neck_entries_match_reference(name: str) -> None:
     expected = reference_entries(name, "neck.")

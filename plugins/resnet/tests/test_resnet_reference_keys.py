@@ -8,16 +8,16 @@ config of the same name must produce exactly the ``backbone.*`` entries: names, 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import torch
 
 import detcore
+from detcore.testing import reference_keys_dir, reference_keys_or_skip
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-KEY_DIR = REPO_ROOT.parent / "shared" / "reference" / "checkpoint-keys"
+KEY_DIR = reference_keys_dir()
 
 R50 = {"type": "ResNet", "depth": 50, "frozen_stages": 1, "norm_eval": True, "style": "pytorch"}
 R50_CAFFE = {**R50, "style": "caffe", "norm_cfg": {"type": "BN", "requires_grad": False}}
@@ -52,23 +52,13 @@ BACKBONES = {
     "rpn_r50_fpn_1x_coco": R50,
 }
 
-_LINE = re.compile(r"^(\S+) \(([\d, ]*)\)$")
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def reference_entries(name: str, prefix: str) -> list[tuple[str, tuple[int, ...]]]:
     """``(key without prefix, shape)`` of the entries of key file ``name`` that start with ``prefix``."""
-    path = KEY_DIR / f"{name}.txt"
-    if not path.is_file():
-        pytest.skip(f"reference key list {path} is not available")
-    out = []
-    for line in path.read_text().splitlines()[1:]:
-        m = _LINE.match(line.strip())
-        assert m, f"{path}: unreadable line {line!r}"
-        if m.group(1).startswith(prefix):
-            shape = tuple(int(s) for s in m.group(2).replace(",", " ").split())
-            out.append((m.group(1)[len(prefix) :], shape))
-    return out
+    entries = reference_keys_or_skip(name).entries
+    return [(key[len(prefix) :], shape) for key, shape in entries if key.startswith(prefix)]
 
 
 def backbone_entries(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
@@ -77,7 +67,7 @@ def backbone_entries(cfg: dict) -> list[tuple[str, tuple[int, ...]]]:
     return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
 
 
-@pytest.mark.skipif(not KEY_DIR.is_dir(), reason=f"reference key lists not found at {KEY_DIR}")
+@pytest.mark.skipif(KEY_DIR is None, reason="reference checkpoint-keys folder not found")
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_backbone_entries_match_reference(name: str) -> None:
     expected = reference_entries(name, "backbone.")
@@ -88,7 +78,7 @@ def test_backbone_entries_match_reference(name: str) -> None:
     assert sum(k.endswith("num_batches_tracked") for k, _ in expected) > 0
 
 
-@pytest.mark.skipif(not KEY_DIR.is_dir(), reason=f"reference key lists not found at {KEY_DIR}")
+@pytest.mark.skipif(KEY_DIR is None, reason="reference checkpoint-keys folder not found")
 @pytest.mark.parametrize("name", ["retinanet_r50_fpn_1x_coco", "mask_rcnn_x101_32x4d_fpn_1x_coco"])
 def test_backbone_parameter_count_matches_reference_shapes(name: str) -> None:
     expected = sum(

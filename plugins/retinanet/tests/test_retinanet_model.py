@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,13 @@ import torch
 import detcore
 from detcore.config import Config, load_config, validate_config
 from detcore.structures.instances import Instances
+from detcore.testing import reference_keys_or_skip
 
 pytest.importorskip("det_plugin_retinanet", reason="det-plugin-retinanet is not installed")
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = ROOT / "configs" / "retinanet"
-KEYS_DIR = Path("/work/shared/reference/checkpoint-keys")
 STANDARD = ["retinanet_r50_fpn_1x_coco", "retinanet_r101_fpn_1x_coco", "retinanet_x101_64x4d_fpn_1x_coco"]
-LINE = re.compile(r"^(?P<name>\S+) \((?P<shape>[0-9, ]*)\)$")
 
 
 @pytest.fixture(autouse=True)
@@ -32,19 +30,8 @@ def _one_thread():
 
 
 def read_keys(name: str) -> tuple[int, list[tuple[str, tuple[int, ...]]]]:
-    """(parameter count, [(key, shape)]) of a reference checkpoint-keys file."""
-    path = KEYS_DIR / f"{name}.txt"
-    if not path.exists():
-        pytest.skip(f"reference checkpoint-keys file {path} is absent")
-    lines = path.read_text().splitlines()
-    count = int(re.search(r"(\d+) parameters", lines[0]).group(1))
-    entries = []
-    for line in lines[1:]:
-        m = LINE.match(line.strip())
-        assert m, f"unparsable line {line!r}"
-        shape = tuple(int(s) for s in m["shape"].replace(" ", "").split(",") if s)
-        entries.append((m["name"], shape))
-    return count, entries
+    """(parameter count, [(key, shape)]) of a reference checkpoint-keys file (skips when absent)."""
+    return tuple(reference_keys_or_skip(name))
 
 
 def load(name: str) -> Config:

@@ -3,7 +3,6 @@ reference-format checkpoint through ``detcore.api.init_detector``."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -11,29 +10,18 @@ import torch
 
 import detcore
 from detcore.config import Config, load_config, validate_config
+from detcore.testing import reference_keys_or_skip
 
 pytest.importorskip("det_plugin_ssd", reason="det-plugin-ssd is not installed")
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = ROOT / "configs" / "ssd"
-KEYS_DIR = Path("/work/shared/reference/checkpoint-keys")
 STANDARD = ["ssd300_coco", "ssd512_coco"]
-LINE = re.compile(r"^(?P<name>\S+) \((?P<shape>[0-9, ]*)\)$")
 
 
 def read_keys(name: str) -> tuple[int, list[tuple[str, tuple[int, ...]]]]:
-    """(parameter count, [(key, shape)]) of a reference checkpoint-keys file."""
-    path = KEYS_DIR / f"{name}.txt"
-    if not path.exists():
-        pytest.skip(f"reference checkpoint-keys file {path} is absent")
-    lines = path.read_text().splitlines()
-    count = int(re.search(r"(\d+) parameters", lines[0]).group(1))
-    entries = []
-    for line in lines[1:]:
-        m = LINE.match(line.strip())
-        assert m, f"unparsable line {line!r}"
-        entries.append((m["name"], tuple(int(s) for s in m["shape"].replace(" ", "").split(",") if s)))
-    return count, entries
+    """(parameter count, [(key, shape)]) of a reference checkpoint-keys file (skips when absent)."""
+    return tuple(reference_keys_or_skip(name))
 
 
 def load(name: str) -> Config:

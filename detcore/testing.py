@@ -1,0 +1,72 @@
+"""Helpers for plugin test suites (detcore's own and third parties').
+
+The reference implementation's checkpoint layouts live in ``shared/reference/checkpoint-keys/`` beside
+the repository checkout (one ``<config name>.txt`` per standard config: a first line with the
+parameter count, then one ``name (shape)`` line per state-dict entry). ``DETCORE_REFERENCE_KEYS``
+points elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+KEYS_ENV = "DETCORE_REFERENCE_KEYS"
+_LINE = re.compile(r"^(\S+) \(([\d, ]*)\)$")
+_COUNT = re.compile(r"(\d+) parameters")
+
+
+class ReferenceKeys(NamedTuple):
+    param_count: int
+    entries: list[tuple[str, tuple[int, ...]]]  # (state-dict key, shape) in the reference's order
+
+
+def reference_keys_dir() -> Path | None:
+    """The checkpoint-keys folder: ``$DETCORE_REFERENCE_KEYS``, else ``shared/reference/checkpoint-keys``
+    found beside the checkout holding the working directory or this package."""
+    if os.environ.get(KEYS_ENV):
+        return Path(os.environ[KEYS_ENV])
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        for folder in (start, *start.parents):
+            candidate = folder / "shared" / "reference" / "checkpoint-keys"
+            if candidate.is_dir():
+                return candidate
+    return None
+
+
+def read_reference_keys(name: str) -> ReferenceKeys:
+    """Parse ``<name>.txt``; ``FileNotFoundError`` when the folder or file is absent."""
+    folder = reference_keys_dir()
+    path = folder / f"{name}.txt" if folder else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"reference checkpoint-keys file '{name}.txt' not found (set {KEYS_ENV})")
+    lines = path.read_text().splitlines()
+    count = _COUNT.search(lines[0])
+    if count is None:
+        raise ValueError(f"{path}:1: no parameter count in {lines[0]!r}")
+    entries = []
+    for number, line in enumerate(lines[1:], 2):
+        m = _LINE.match(line.strip())
+        if m is None:
+            raise ValueError(f"{path}:{number}: expected 'name (shape)', got {line!r}")
+        entries.append((m.group(1), tuple(int(s) for s in m.group(2).replace(",", " ").split())))
+    return ReferenceKeys(int(count.group(1)), entries)
+
+
+def reference_keys_or_skip(name: str) -> ReferenceKeys:
+    """:func:`read_reference_keys` inside a pytest test: skip (with the reason) when the file is absent."""
+    import pytest
+
+    try:
+        return read_reference_keys(name)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+def state_dict_layout(module: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    """``(key, shape)`` of every state-dict entry, in order (works on the meta device)."""
+    return [(k, tuple(v.shape)) for k, v in module.state_dict().items()]
