@@ -17,7 +17,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out-dir", default="demo_out", help="where everything is written (default: demo_out/)")
     p.add_argument("--num-pictures", type=int, default=8, help="held-out images to draw (default: 8)")
-    p.add_argument("--score-thr", type=float, default=0.3)
+    p.add_argument(
+        "--score-thr",
+        type=float,
+        default=0.15,
+        help="draw detections above this score (default: 0.15; FCOS scores include centerness and run low)",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=run)
 

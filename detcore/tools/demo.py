@@ -24,7 +24,7 @@ def run_demo(
     epochs: int | None = None,
     num_pictures: int = 8,
     overrides: Sequence[str] = (),
-    score_thr: float = 0.3,
+    score_thr: float = 0.15,
 ) -> dict[str, Any]:
     """Run the whole demo and return a summary (paths, metrics, wall time, losses)."""
     from detcore.api import init_detector
