@@ -134,6 +134,29 @@ class _IoUFamily(nn.Module):
             weight = weight.mean(-1)
         return reduction, weight, None
 
+    #: whether a 2-D ``weight`` is averaged to one value per box (False when the loss is per coordinate)
+    per_box_weight = True
+
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
+        """The weighted, reduced loss of the subclass (its functional form with its own options)."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        avg_factor: float | None = None,
+        reduction_override: str | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        reduction, weight, zero = self._prepare(pred, weight, reduction_override, per_box=self.per_box_weight)
+        if zero is not None:
+            return zero
+        return self.loss_weight * self._loss(
+            pred, target, weight, reduction=reduction, avg_factor=avg_factor, **kwargs
+        )
+
     def extra_repr(self) -> str:
         return f"eps={self.eps}, loss_weight={self.loss_weight}"
 
@@ -157,28 +180,8 @@ class IoULoss(_IoUFamily):
             mode = "linear"
         self.mode = mode
 
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
-        **kwargs,
-    ) -> torch.Tensor:
-        reduction, weight, zero = self._prepare(pred, weight, reduction_override)
-        if zero is not None:
-            return zero
-        return self.loss_weight * iou_loss(
-            pred,
-            target,
-            weight,
-            mode=self.mode,
-            eps=self.eps,
-            reduction=reduction,
-            avg_factor=avg_factor,
-            **kwargs,
-        )
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
+        return iou_loss(pred, target, weight, mode=self.mode, eps=self.eps, **kwargs)
 
 
 class GIoULoss(_IoUFamily):
@@ -187,65 +190,28 @@ class GIoULoss(_IoUFamily):
     def __init__(self, eps: float = 1e-6, reduction: str = "mean", loss_weight: float = 1.0) -> None:
         super().__init__(eps, reduction, loss_weight)
 
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
-        **kwargs,
-    ) -> torch.Tensor:
-        reduction, weight, zero = self._prepare(pred, weight, reduction_override)
-        if zero is not None:
-            return zero
-        return self.loss_weight * giou_loss(
-            pred, target, weight, eps=self.eps, reduction=reduction, avg_factor=avg_factor, **kwargs
-        )
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
+        return giou_loss(pred, target, weight, eps=self.eps, **kwargs)
 
 
 class DIoULoss(GIoULoss):
     """``1 - IoU + rho^2 / c^2`` (Zheng et al., 2020)."""
 
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
-        **kwargs,
-    ) -> torch.Tensor:
-        reduction, weight, zero = self._prepare(pred, weight, reduction_override)
-        if zero is not None:
-            return zero
-        return self.loss_weight * diou_loss(
-            pred, target, weight, eps=self.eps, reduction=reduction, avg_factor=avg_factor, **kwargs
-        )
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
+        return diou_loss(pred, target, weight, eps=self.eps, **kwargs)
 
 
 class CIoULoss(GIoULoss):
     """DIoU plus an aspect-ratio consistency term (Zheng et al., 2020)."""
 
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
-        **kwargs,
-    ) -> torch.Tensor:
-        reduction, weight, zero = self._prepare(pred, weight, reduction_override)
-        if zero is not None:
-            return zero
-        return self.loss_weight * ciou_loss(
-            pred, target, weight, eps=self.eps, reduction=reduction, avg_factor=avg_factor, **kwargs
-        )
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
+        return ciou_loss(pred, target, weight, eps=self.eps, **kwargs)
 
 
 class BoundedIoULoss(_IoUFamily):
     """Bounded IoU loss; its element-wise loss is ``(N, 4)``, so ``weight`` may be ``(N, 4)``."""
+
+    per_box_weight = False
 
     def __init__(
         self, beta: float = 0.2, eps: float = 1e-3, reduction: str = "mean", loss_weight: float = 1.0
@@ -253,25 +219,5 @@ class BoundedIoULoss(_IoUFamily):
         super().__init__(eps, reduction, loss_weight)
         self.beta = beta
 
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
-        **kwargs,
-    ) -> torch.Tensor:
-        reduction, weight, zero = self._prepare(pred, weight, reduction_override, per_box=False)
-        if zero is not None:
-            return zero
-        return self.loss_weight * bounded_iou_loss(
-            pred,
-            target,
-            weight,
-            beta=self.beta,
-            eps=self.eps,
-            reduction=reduction,
-            avg_factor=avg_factor,
-            **kwargs,
-        )
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
+        return bounded_iou_loss(pred, target, weight, beta=self.beta, eps=self.eps, **kwargs)
