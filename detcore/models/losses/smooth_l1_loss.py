@@ -65,18 +65,9 @@ class _RegressionLoss(nn.Module):
         self.reduction = reduction
         self.loss_weight = loss_weight
 
-    def _reduction(self, override: str | None) -> str:
-        check_reduction(override, f"{type(self).__name__}.forward")
-        return override if override else self.reduction
-
-
-class SmoothL1Loss(_RegressionLoss):
-    """Smooth L1 with threshold ``beta``. ``forward(pred, target, weight=None, avg_factor=None,
-    reduction_override=None)``; all ``(N, 4)``."""
-
-    def __init__(self, beta: float = 1.0, reduction: str = "mean", loss_weight: float = 1.0) -> None:
-        super().__init__(reduction, loss_weight)
-        self.beta = beta
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
+        """The weighted, reduced loss of the subclass (its functional form with its own options)."""
+        raise NotImplementedError
 
     def forward(
         self,
@@ -87,31 +78,30 @@ class SmoothL1Loss(_RegressionLoss):
         reduction_override: str | None = None,
         **kwargs,
     ) -> torch.Tensor:
-        return self.loss_weight * smooth_l1_loss(
-            pred,
-            target,
-            weight,
-            beta=self.beta,
-            reduction=self._reduction(reduction_override),
-            avg_factor=avg_factor,
-            **kwargs,
+        check_reduction(reduction_override, f"{type(self).__name__}.forward")
+        reduction = reduction_override if reduction_override else self.reduction
+        return self.loss_weight * self._loss(
+            pred, target, weight, reduction=reduction, avg_factor=avg_factor, **kwargs
         )
+
+
+class SmoothL1Loss(_RegressionLoss):
+    """Smooth L1 with threshold ``beta``. ``forward(pred, target, weight=None, avg_factor=None,
+    reduction_override=None)``; all ``(N, 4)``."""
+
+    def __init__(self, beta: float = 1.0, reduction: str = "mean", loss_weight: float = 1.0) -> None:
+        super().__init__(reduction, loss_weight)
+        self.beta = beta
+
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
+        return smooth_l1_loss(pred, target, weight, beta=self.beta, **kwargs)
 
 
 class L1Loss(_RegressionLoss):
     """L1 loss. ``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)``."""
 
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
-    ) -> torch.Tensor:
-        return self.loss_weight * l1_loss(
-            pred, target, weight, reduction=self._reduction(reduction_override), avg_factor=avg_factor
-        )
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
+        return l1_loss(pred, target, weight, **kwargs)
 
 
 class BalancedL1Loss(_RegressionLoss):
@@ -128,25 +118,9 @@ class BalancedL1Loss(_RegressionLoss):
         super().__init__(reduction, loss_weight)
         self.alpha, self.gamma, self.beta = alpha, gamma, beta
 
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
-        **kwargs,
-    ) -> torch.Tensor:
-        return self.loss_weight * balanced_l1_loss(
-            pred,
-            target,
-            weight,
-            alpha=self.alpha,
-            gamma=self.gamma,
-            beta=self.beta,
-            reduction=self._reduction(reduction_override),
-            avg_factor=avg_factor,
-            **kwargs,
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
+        return balanced_l1_loss(
+            pred, target, weight, alpha=self.alpha, gamma=self.gamma, beta=self.beta, **kwargs
         )
 
 
@@ -155,17 +129,8 @@ class MSELoss(_RegressionLoss):
 
     ``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)``."""
 
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
-    ) -> torch.Tensor:
-        return self.loss_weight * mse_loss(
-            pred, target, weight, reduction=self._reduction(reduction_override), avg_factor=avg_factor
-        )
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
+        return mse_loss(pred, target, weight, **kwargs)
 
 
 @weighted_loss
