@@ -11,6 +11,7 @@ import torch
 import detcore
 from detcore.config import Config, load_config, validate_config
 from detcore.structures.instances import Instances
+from detcore.testing import two_image_batch
 
 torch.set_num_threads(1)
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "fcos"
@@ -33,28 +34,19 @@ def tiny_model(name: str = "fcos_shapes", **head) -> torch.nn.Module:
     return model
 
 
-def two_image_batch() -> dict:
-    torch.manual_seed(1)
-    imgs = torch.randn(2, 3, 96, 128)
-    metas = [
-        dict(img_shape=(96, 128, 3), pad_shape=(96, 128, 3), ori_shape=(48, 64, 3),
-             scale_factor=[2.0, 2.0, 2.0, 2.0], batch_input_shape=(96, 128), flip=False),
-        dict(img_shape=(90, 120, 3), pad_shape=(96, 128, 3), ori_shape=(90, 120, 3),
-             scale_factor=[1.0, 1.0, 1.0, 1.0], batch_input_shape=(96, 128), flip=False),
-    ]
-    gts = [
-        Instances(bboxes=torch.tensor([[10.0, 20.0, 60.0, 90.0], [70.0, 30.0, 120.0, 80.0]]),
-                  labels=torch.tensor([0, 2])),
-        Instances(bboxes=torch.tensor([[5.0, 5.0, 40.0, 40.0]]), labels=torch.tensor([1])),
-    ]
-    ignored = [Instances(bboxes=torch.zeros(0, 4)), Instances(bboxes=torch.zeros(0, 4))]
-    return dict(imgs=imgs, img_metas=metas, gt_instances=gts, gt_ignored_instances=ignored)
-
-
 @pytest.mark.parametrize("tricks", [False, True])
 def test_train_forward_returns_reference_losses(tricks):
-    head = dict(center_sampling=True, norm_on_bbox=True, centerness_on_reg=True, conv_bias=True,
-                loss_bbox={"type": "GIoULoss", "loss_weight": 1.0}) if tricks else {}
+    head = (
+        dict(
+            center_sampling=True,
+            norm_on_bbox=True,
+            centerness_on_reg=True,
+            conv_bias=True,
+            loss_bbox={"type": "GIoULoss", "loss_weight": 1.0},
+        )
+        if tricks
+        else {}
+    )
     model = tiny_model(**head)
     model.train()
     losses = model(**two_image_batch())
@@ -113,13 +105,23 @@ def test_thirty_iterations_on_shapes_lower_the_loss(tmp_path):
         {"type": "LoadImageFromFile"},
         {"type": "LoadAnnotations", "with_bbox": True},
         {"type": "Resize", "img_scale": [128, 128], "keep_ratio": True},
-        {"type": "Normalize", "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375],
-         "to_rgb": True},
+        {
+            "type": "Normalize",
+            "mean": [123.675, 116.28, 103.53],
+            "std": [58.395, 57.12, 57.375],
+            "to_rgb": True,
+        },
         {"type": "Pad", "size_divisor": 32},
         {"type": "PackDetInputs"},
     ]
-    dataset = ShapesDataset(split="train", root=str(tmp_path / "shapes"), num_images=8, image_size=(128, 128),
-                            pipeline=pipeline, num_val=2)
+    dataset = ShapesDataset(
+        split="train",
+        root=str(tmp_path / "shapes"),
+        num_images=8,
+        image_size=(128, 128),
+        pipeline=pipeline,
+        num_val=2,
+    )
     batches = [collate([dataset[i] for i in range(j, j + 4)], pad_size_divisor=32) for j in (0, 4)]
     model = tiny_model()
     model.train()

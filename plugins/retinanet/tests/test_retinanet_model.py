@@ -11,7 +11,7 @@ import torch
 import detcore
 from detcore.config import Config, load_config, validate_config
 from detcore.structures.instances import Instances
-from detcore.testing import reference_keys_or_skip
+from detcore.testing import reference_keys_or_skip, two_image_batch
 
 pytest.importorskip("det_plugin_retinanet", reason="det-plugin-retinanet is not installed")
 
@@ -52,24 +52,6 @@ def tiny_model(num_classes: int = 3, **test_cfg) -> torch.nn.Module:
     model = detcore.build("detector", model_cfg)
     model.init_weights()
     return model
-
-
-def two_image_batch() -> dict:
-    torch.manual_seed(1)
-    imgs = torch.randn(2, 3, 96, 128)
-    metas = [
-        dict(img_shape=(96, 128, 3), pad_shape=(96, 128, 3), ori_shape=(48, 64, 3),
-             scale_factor=[2.0, 2.0, 2.0, 2.0], batch_input_shape=(96, 128), flip=False),
-        dict(img_shape=(90, 120, 3), pad_shape=(96, 128, 3), ori_shape=(90, 120, 3),
-             scale_factor=[1.0, 1.0, 1.0, 1.0], batch_input_shape=(96, 128), flip=False),
-    ]
-    gts = [
-        Instances(bboxes=torch.tensor([[10.0, 20.0, 60.0, 90.0], [70.0, 30.0, 120.0, 80.0]]),
-                  labels=torch.tensor([0, 2])),
-        Instances(bboxes=torch.tensor([[5.0, 5.0, 40.0, 40.0]]), labels=torch.tensor([1])),
-    ]
-    ignored = [Instances(bboxes=torch.zeros(0, 4)), Instances(bboxes=torch.zeros(0, 4))]
-    return dict(imgs=imgs, img_metas=metas, gt_instances=gts, gt_ignored_instances=ignored)
 
 
 # -- checkpoint layout ---------------------------------------------------------------------------
@@ -157,14 +139,37 @@ def _hand_head(reg_bias: list[float], cls_bias: float, **test_cfg):
     head = detcore.build(
         "dense_head",
         {
-            "type": "RetinaHead", "num_classes": 2, "in_channels": 4, "feat_channels": 4, "stacked_convs": 1,
-            "anchor_generator": {"type": "AnchorGenerator", "octave_base_scale": 2, "scales_per_octave": 1,
-                                 "ratios": [1.0], "strides": [16]},
-            "train_cfg": {"assigner": {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.4,
-                                       "min_pos_iou": 0, "ignore_iof_thr": -1},
-                          "allowed_border": -1, "pos_weight": -1},
-            "test_cfg": {"nms_pre": 1000, "min_bbox_size": 0, "score_thr": 0.05,
-                         "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 100, **test_cfg},
+            "type": "RetinaHead",
+            "num_classes": 2,
+            "in_channels": 4,
+            "feat_channels": 4,
+            "stacked_convs": 1,
+            "anchor_generator": {
+                "type": "AnchorGenerator",
+                "octave_base_scale": 2,
+                "scales_per_octave": 1,
+                "ratios": [1.0],
+                "strides": [16],
+            },
+            "train_cfg": {
+                "assigner": {
+                    "type": "MaxIoUAssigner",
+                    "pos_iou_thr": 0.5,
+                    "neg_iou_thr": 0.4,
+                    "min_pos_iou": 0,
+                    "ignore_iof_thr": -1,
+                },
+                "allowed_border": -1,
+                "pos_weight": -1,
+            },
+            "test_cfg": {
+                "nms_pre": 1000,
+                "min_bbox_size": 0,
+                "score_thr": 0.05,
+                "nms": {"type": "nms", "iou_threshold": 0.5},
+                "max_per_img": 100,
+                **test_cfg,
+            },
         },
     )
     with torch.no_grad():
@@ -226,7 +231,8 @@ def test_detections_match_hand_computation():
     torch.testing.assert_close(res.scores, torch.full((10,), 1 / (1 + math.exp(-2.0))))
     clipped = {
         (max(16 * j - 16, 0) / 2, max(16 * i - 16, 0) / 2, min(16 * j + 16, 64) / 2, min(16 * i + 16, 64) / 2)
-        for i in range(4) for j in range(4)
+        for i in range(4)
+        for j in range(4)
     }
     got = {tuple(round(v, 4) for v in box) for box in res.bboxes.tolist()}
     assert got <= clipped and len(got) == 10
@@ -234,8 +240,10 @@ def test_detections_match_hand_computation():
 
 def test_head_init_uses_the_prior_probability():
     torch.manual_seed(0)
-    head = detcore.build("dense_head", {"type": "RetinaHead", "num_classes": 5, "in_channels": 32,
-                                        "feat_channels": 32, "test_cfg": None})
+    head = detcore.build(
+        "dense_head",
+        {"type": "RetinaHead", "num_classes": 5, "in_channels": 32, "feat_channels": 32, "test_cfg": None},
+    )
     head.init_weights()
     # 9 anchors x 5 classes; bias -log((1 - 0.01) / 0.01) so that sigmoid(bias) = 0.01
     assert head.retina_cls.weight.shape == (45, 32, 3, 3) and head.retina_reg.weight.shape == (36, 32, 3, 3)
