@@ -101,13 +101,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument(
+        "--only", default="", help="comma-separated op kinds to run (nms,roi_align,deform_conv2d,focal)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not ops.native_available():
         raise SystemExit("detcore_native is not installed: pip install --no-build-isolation ./native")
     rows = []
     print(f"CPU: torch {torch.__version__}, {args.threads} threads, median of {args.repeats}")
+    only = {k for k in args.only.split(",") if k}
     for name, kind, make in cases("cpu"):
+        if only and kind not in only:
+            continue
         a = make()
         t_ref = _timeit(lambda k=kind, a=a: _call(k, a, "reference"), args.repeats)
         t_nat = _timeit(lambda k=kind, a=a: _call(k, a, "native"), args.repeats)
@@ -121,6 +127,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         has_tv = importlib.util.find_spec("torchvision") is not None
         print(f"GPU: {torch.cuda.get_device_name()}")
         for name, kind, make in cases("cuda"):
+            if only and kind not in only:
+                continue
             a = make()
             t_nat = _timeit(
                 lambda k=kind, a=a: _call(k, a, "native"), args.repeats * 5, torch.cuda.synchronize

@@ -27,14 +27,30 @@ def _sources(pattern: str) -> list:
 
 def _extension():
     sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
-    extra = {"cxx": ["-O2", "-ftree-vectorize", "-fvect-cost-model=dynamic", "-std=c++17"]}
+    # -fopenmp turns at::parallel_for into OpenMP loops (torch's own backend; its bundled libgomp is reused);
+    # -fno-trapping-math lets GCC if-convert float selects, so the elementwise loops vectorise.
+    extra = {
+        "cxx": [
+            "-O2",
+            "-ftree-vectorize",
+            "-fvect-cost-model=dynamic",
+            "-std=c++17",
+            "-fopenmp",
+            "-fno-trapping-math",
+        ]
+    }
+    link = ["-fopenmp"]
     if _want_cuda():
         sources += _sources("csrc/cuda/*.cu") + _sources("csrc/cuda/*.cpp")
         extra["nvcc"] = ["-O2", "-std=c++17", "--expt-relaxed-constexpr"]
         return CUDAExtension(
-            "detcore_native._C", sources, define_macros=[("WITH_CUDA", None)], extra_compile_args=extra
+            "detcore_native._C",
+            sources,
+            define_macros=[("WITH_CUDA", None)],
+            extra_compile_args=extra,
+            extra_link_args=link,
         )
-    return CppExtension("detcore_native._C", sources, extra_compile_args=extra)
+    return CppExtension("detcore_native._C", sources, extra_compile_args=extra, extra_link_args=link)
 
 
 setup(

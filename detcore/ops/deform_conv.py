@@ -10,6 +10,7 @@ from torch import Tensor
 from . import reference as _ref
 from ._backend import use_native
 from ._checks import check_dim, check_float, check_same, check_tensor, pair
+from ._precision import cast, compute_dtype, no_autocast
 
 IntPair = Union[int, Sequence[int]]
 
@@ -31,7 +32,7 @@ def _check(
         check_tensor(op, name, t)
         check_float(op, name, t)
         check_dim(op, name, t, 4, "(B, C, H, W)" if name != "weight" else "(C_out, C_in / groups, kh, kw)")
-        check_same(op, "input", input, name, t)
+        check_same(op, "input", input, name, t, dtype=False)
     stride_ = pair(op, "stride", stride)
     padding_ = pair(op, "padding", padding, minimum=0)
     dilation_ = pair(op, "dilation", dilation)
@@ -59,7 +60,8 @@ def _check(
         )
     if mask is not None:
         check_tensor(op, "mask", mask)
-        check_same(op, "input", input, "mask", mask)
+        check_float(op, "mask", mask)
+        check_same(op, "input", input, "mask", mask, dtype=False)
         want_m = (b, deform_groups * kh * kw, ho, wo)
         if tuple(mask.shape) != want_m:
             raise ValueError(
@@ -68,13 +70,26 @@ def _check(
             )
     if bias is not None:
         check_tensor(op, "bias", bias)
-        check_same(op, "input", input, "bias", bias)
+        check_float(op, "bias", bias)
+        check_same(op, "input", input, "bias", bias, dtype=False)
         if tuple(bias.shape) != (c_out,):
             raise ValueError(f"{op}: 'bias' must have shape ({c_out},), got {tuple(bias.shape)}")
     return stride_, padding_, dilation_
 
 
-def _run(input, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups):
+def _run(op, input, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups):
+    """Compute in float32 for float16/bfloat16 inputs (see compute_dtype) and return ``input``'s dtype."""
+    named = [("input", input), ("offset", offset), ("mask", mask), ("weight", weight), ("bias", bias)]
+    dtype = compute_dtype(op, named)
+    out_dtype = input.dtype
+    input, offset, weight = cast(input, dtype), cast(offset, dtype), cast(weight, dtype)
+    mask, bias = cast(mask, dtype), cast(bias, dtype)
+    with no_autocast(input.device):
+        out = _run_impl(input, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups)
+    return cast(out, out_dtype)
+
+
+def _run_impl(input, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups):
     if use_native():
         return torch.ops.detcore.deform_conv2d(
             input.contiguous(),
@@ -116,7 +131,7 @@ def deform_conv2d(
     s, p, d = _check(
         "deform_conv2d", input, offset, None, weight, bias, stride, padding, dilation, groups, deform_groups
     )
-    return _run(input, offset, None, weight, bias, s, p, d, groups, deform_groups)
+    return _run("deform_conv2d", input, offset, None, weight, bias, s, p, d, groups, deform_groups)
 
 
 def modulated_deform_conv2d(
@@ -138,4 +153,4 @@ def modulated_deform_conv2d(
     op = "modulated_deform_conv2d"
     check_tensor(op, "mask", mask)
     s, p, d = _check(op, input, offset, mask, weight, bias, stride, padding, dilation, groups, deform_groups)
-    return _run(input, offset, mask, weight, bias, s, p, d, groups, deform_groups)
+    return _run(op, input, offset, mask, weight, bias, s, p, d, groups, deform_groups)

@@ -10,6 +10,7 @@ from torch import Tensor
 from . import reference as _ref
 from ._backend import use_native
 from ._checks import check_dim, check_float, check_same, check_tensor
+from ._precision import cast, compute_dtype, no_autocast
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -30,6 +31,8 @@ def sigmoid_focal_loss(
         gamma, alpha: focusing and balancing parameters.
         weight: optional (N,) per-sample weight multiplying each row of the loss.
         reduction: "none" -> (N, C); "sum" -> scalar sum; "mean" -> sum / N (as mmcv does).
+
+    float16/bfloat16 logits are computed and returned in float32 (a loss, like autocast's policy).
     """
     op = "sigmoid_focal_loss"
     check_tensor(op, "logits", logits)
@@ -45,7 +48,8 @@ def sigmoid_focal_loss(
         raise ValueError(f"{op}: 'reduction' must be one of {_REDUCTIONS}, got {reduction!r}")
     if weight is not None:
         check_tensor(op, "weight", weight)
-        check_same(op, "logits", logits, "weight", weight)
+        check_float(op, "weight", weight)
+        check_same(op, "logits", logits, "weight", weight, dtype=False)
         if weight.shape != (logits.shape[0],):
             raise ValueError(
                 f"{op}: 'weight' must have shape ({logits.shape[0]},), got {tuple(weight.shape)}"
@@ -57,16 +61,19 @@ def sigmoid_focal_loss(
                 f"got values in [{int(targets.min())}, {int(targets.max())}]"
             )
     targets = targets.long()
-    if use_native():
-        loss = torch.ops.detcore.sigmoid_focal_loss(
-            logits.contiguous(),
-            targets.contiguous(),
-            None if weight is None else weight.contiguous(),
-            float(gamma),
-            float(alpha),
-        )
-    else:
-        loss = _ref.sigmoid_focal_loss(logits, targets, weight, float(gamma), float(alpha))
+    dtype = compute_dtype(op, [("logits", logits), ("weight", weight)])
+    logits, weight = cast(logits, dtype), cast(weight, dtype)
+    with no_autocast(logits.device):
+        if use_native():
+            loss = torch.ops.detcore.sigmoid_focal_loss(
+                logits.contiguous(),
+                targets.contiguous(),
+                None if weight is None else weight.contiguous(),
+                float(gamma),
+                float(alpha),
+            )
+        else:
+            loss = _ref.sigmoid_focal_loss(logits, targets, weight, float(gamma), float(alpha))
     if reduction == "none":
         return loss
     if reduction == "sum":

@@ -10,6 +10,7 @@ from torch import Tensor
 from . import reference as _ref
 from ._backend import use_native
 from ._checks import pair
+from ._precision import cast, no_autocast
 from .roi_ops_common import check_roi_inputs
 
 
@@ -33,15 +34,25 @@ def roi_align(
             enlarged to at least one pixel; False reproduces the legacy Detectron behaviour.
 
     Returns:
-        (K, C, oh, ow) tensor; differentiable with respect to ``input``.
+        (K, C, oh, ow) tensor in ``input``'s dtype (float16/bfloat16 inputs are pooled in float32);
+        differentiable with respect to ``input``.
     """
-    check_roi_inputs("roi_align", input, rois)
+    dtype = check_roi_inputs("roi_align", input, rois)
     oh, ow = pair("roi_align", "output_size", output_size)
     if not isinstance(sampling_ratio, int):
         raise TypeError(f"roi_align: 'sampling_ratio' must be an int, got {sampling_ratio!r}")
     sampling_ratio = max(int(sampling_ratio), 0)
+    feats, boxes = cast(input, dtype), cast(rois, dtype)
+    with no_autocast(input.device):
+        out = _run(feats, boxes, oh, ow, float(spatial_scale), sampling_ratio, bool(aligned))
+    return cast(out, input.dtype)
+
+
+def _run(
+    feats: Tensor, boxes: Tensor, oh: int, ow: int, scale: float, sampling_ratio: int, aligned: bool
+) -> Tensor:
     if use_native():
         return torch.ops.detcore.roi_align(
-            input.contiguous(), rois.contiguous(), float(spatial_scale), oh, ow, sampling_ratio, bool(aligned)
+            feats.contiguous(), boxes.contiguous(), scale, oh, ow, sampling_ratio, aligned
         )
-    return _ref.roi_align(input, rois, (oh, ow), float(spatial_scale), sampling_ratio, bool(aligned))
+    return _ref.roi_align(feats, boxes, (oh, ow), scale, sampling_ratio, aligned)

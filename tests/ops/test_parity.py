@@ -164,6 +164,31 @@ def test_focal_loss_matches_reference(force):
     torch.testing.assert_close(results[0][1], results[1][1])
 
 
+@pytest.mark.parametrize("gamma", [2.0, 1.5, 0.0])
+def test_focal_loss_float32_kernel_matches_float64_reference(force, gamma):
+    """The float32 native path uses its own vectorised exp/log1p: check it against the float64 reference
+    over the whole range of logits (saturated, tiny, exactly zero) and with a background-only row."""
+    gen = torch.Generator().manual_seed(11)
+    logits = torch.randn(300, 81, generator=gen) * 6
+    logits[0, :8] = torch.tensor([0.0, -0.0, 1e-6, -1e-6, 30.0, -30.0, 95.0, -95.0])
+    targets = torch.randint(0, 82, (300,), generator=gen)
+    targets[0] = 81  # background row: every class is a negative
+    targets[1] = 0
+    weight = torch.rand(300, generator=gen)
+    upstream = torch.rand(300, 81, generator=gen)
+    force("reference")
+    l64 = logits.double().requires_grad_()
+    want = ops.sigmoid_focal_loss(l64, targets, gamma, 0.25, weight.double(), "none")
+    (want * upstream.double()).sum().backward()
+    force("native")
+    l32 = logits.clone().requires_grad_()
+    got = ops.sigmoid_focal_loss(l32, targets, gamma, 0.25, weight, "none")
+    (got * upstream).sum().backward()
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want.detach(), rtol=2e-6, atol=1e-7)
+    torch.testing.assert_close(l32.grad.double(), l64.grad, rtol=2e-6, atol=1e-7)
+
+
 def test_reference_functions_are_what_the_reference_backend_runs(force):
     """The reference backend must run detcore.ops.reference (guards against a silently native fallback)."""
     x, rois = _roi_case(torch.Generator().manual_seed(4))

@@ -1,70 +1,107 @@
 // Deformable convolution v1/v2 on the CPU: deformable im2col + grouped GEMM, and the matching backward.
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
 #include "../common/deform_common.h"
 #include "../ops.h"
 
 namespace detcore {
 namespace {
 
-// columns (C * kh * kw, Ho * Wo) of one image; mask may be null (DCNv1).
+// Bilinear sampling table of one image: for every (deform group, tap, output position) the four corner
+// indices into an input plane and their weights (mask folded in; corners outside the map get weight 0
+// and index 0). The sampling positions depend on the offsets, not on the channel, so im2col and col2im
+// look them up instead of recomputing them for each of the group's channels.
 template <typename T>
-void deform_im2col(const T* input, const T* offset, const T* mask, const DeformShape& s, T* columns) {
+struct SamplingTable {
+  std::vector<int32_t> index;  // (deform_groups, taps, L, 4)
+  std::vector<T> weight;       // same layout
+};
+
+template <typename T>
+SamplingTable<T> build_sampling_table(const T* offset, const T* mask, const DeformShape& s) {
+  TORCH_CHECK(s.height * s.width <= INT32_MAX, "deform_conv2d: input planes of ", s.height, "x", s.width,
+              " are too large for the CPU kernel's 32-bit sampling indices");
+  const int64_t taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w;
+  SamplingTable<T> table;
+  table.index.resize(s.deform_groups * taps * L * 4);
+  table.weight.resize(s.deform_groups * taps * L * 4);
+  at::parallel_for(0, s.deform_groups * taps, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t gk = b0; gk < b1; ++gk) {
+      const int64_t g = gk / taps, k = gk % taps;
+      const int64_t i = k / s.kernel_w, j = k % s.kernel_w;
+      const T* off_y = offset + (g * 2 * taps + 2 * k) * L;
+      const T* off_x = off_y + L;
+      const T* m = mask ? mask + (g * taps + k) * L : nullptr;
+      int32_t* idx = table.index.data() + gk * L * 4;
+      T* wt = table.weight.data() + gk * L * 4;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t ho = l / s.out_w, wo = l % s.out_w;
+        const T y = static_cast<T>(ho * s.stride_h - s.pad_h + i * s.dil_h) + off_y[l];
+        const T x = static_cast<T>(wo * s.stride_w - s.pad_w + j * s.dil_w) + off_x[l];
+        const ScatterTaps<T> t = dcn_scatter_taps(s.height, s.width, y, x);
+        const T mv = m ? m[l] : T(1);
+        for (int q = 0; q < 4; ++q) {
+          idx[4 * l + q] = t.p[q] >= 0 ? static_cast<int32_t>(t.p[q]) : 0;
+          wt[4 * l + q] = t.p[q] >= 0 ? t.w[q] * mv : T(0);
+        }
+      }
+    }
+  });
+  return table;
+}
+
+// Positions per block: a block's slice of the sampling table (4 indices + 4 weights per position,
+// 8 KB in float) stays in L1 while every channel of the thread's range reuses it.
+constexpr int64_t kPositionBlock = 256;
+
+// Calls fn(c, k, l0, l1, idx, wt) for the channels [c0, c1) in an order that reuses table blocks:
+// tap, then position block, then channel. idx/wt point at position l0 of the channel's group and tap.
+template <typename T, typename Fn>
+void for_each_table_block(const SamplingTable<T>& table, const DeformShape& s, int64_t c0, int64_t c1, Fn fn) {
   const int64_t taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w;
   const int64_t ch_per_dg = s.channels / s.deform_groups;
-  at::parallel_for(0, s.channels, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t g = c / ch_per_dg;
-      const T* plane = input + c * s.height * s.width;
-      for (int64_t i = 0; i < s.kernel_h; ++i)
-        for (int64_t j = 0; j < s.kernel_w; ++j) {
-          const int64_t k = i * s.kernel_w + j;
-          const T* off_y = offset + (g * 2 * taps + 2 * k) * L;
-          const T* off_x = off_y + L;
-          const T* m = mask ? mask + (g * taps + k) * L : nullptr;
-          T* col = columns + (c * taps + k) * L;
-          for (int64_t ho = 0; ho < s.out_h; ++ho)
-            for (int64_t wo = 0; wo < s.out_w; ++wo) {
-              const int64_t l = ho * s.out_w + wo;
-              const T y = static_cast<T>(ho * s.stride_h - s.pad_h + i * s.dil_h) + off_y[l];
-              const T x = static_cast<T>(wo * s.stride_w - s.pad_w + j * s.dil_w) + off_x[l];
-              T v = dcn_bilinear_value(plane, s.height, s.width, y, x);
-              col[l] = m ? v * m[l] : v;
-            }
-        }
+  for (int64_t k = 0; k < taps; ++k)
+    for (int64_t l0 = 0; l0 < L; l0 += kPositionBlock) {
+      const int64_t l1 = std::min(L, l0 + kPositionBlock);
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t row = ((c / ch_per_dg) * taps + k) * L + l0;
+        fn(c, k, l0, l1, table.index.data() + 4 * row, table.weight.data() + 4 * row);
+      }
     }
+}
+
+// columns (C * kh * kw, Ho * Wo) of one image.
+template <typename T>
+void deform_im2col(const T* input, const SamplingTable<T>& table, const DeformShape& s, T* columns) {
+  const int64_t taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w, hw = s.height * s.width;
+  at::parallel_for(0, s.channels, 1, [&](int64_t c0, int64_t c1) {
+    for_each_table_block(table, s, c0, c1,
+                         [&](int64_t c, int64_t k, int64_t l0, int64_t l1, const int32_t* idx, const T* wt) {
+                           const T* plane = input + c * hw;
+                           T* col = columns + (c * taps + k) * L;
+                           for (int64_t l = l0; l < l1; ++l, idx += 4, wt += 4)
+                             col[l] = wt[0] * plane[idx[0]] + wt[1] * plane[idx[1]] + wt[2] * plane[idx[2]] +
+                                      wt[3] * plane[idx[3]];
+                         });
   });
 }
 
 // grad_input of one image from grad_columns (channel-parallel: each thread owns whole input planes).
 template <typename T>
-void deform_col2im(const T* grad_cols, const T* offset, const T* mask, const DeformShape& s, T* grad_input) {
-  const int64_t taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w;
-  const int64_t ch_per_dg = s.channels / s.deform_groups;
+void deform_col2im(const T* grad_cols, const SamplingTable<T>& table, const DeformShape& s, T* grad_input) {
+  const int64_t taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w, hw = s.height * s.width;
   at::parallel_for(0, s.channels, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t g = c / ch_per_dg;
-      T* plane = grad_input + c * s.height * s.width;
-      for (int64_t i = 0; i < s.kernel_h; ++i)
-        for (int64_t j = 0; j < s.kernel_w; ++j) {
-          const int64_t k = i * s.kernel_w + j;
-          const T* off_y = offset + (g * 2 * taps + 2 * k) * L;
-          const T* off_x = off_y + L;
-          const T* m = mask ? mask + (g * taps + k) * L : nullptr;
-          const T* gc = grad_cols + (c * taps + k) * L;
-          for (int64_t ho = 0; ho < s.out_h; ++ho)
-            for (int64_t wo = 0; wo < s.out_w; ++wo) {
-              const int64_t l = ho * s.out_w + wo;
-              const T gv = m ? gc[l] * m[l] : gc[l];
-              if (gv == T(0)) continue;
-              const T y = static_cast<T>(ho * s.stride_h - s.pad_h + i * s.dil_h) + off_y[l];
-              const T x = static_cast<T>(wo * s.stride_w - s.pad_w + j * s.dil_w) + off_x[l];
-              const ScatterTaps<T> t = dcn_scatter_taps(s.height, s.width, y, x);
-              for (int q = 0; q < 4; ++q)
-                if (t.p[q] >= 0) plane[t.p[q]] += t.w[q] * gv;
-            }
-        }
-    }
+    for_each_table_block(table, s, c0, c1,
+                         [&](int64_t c, int64_t k, int64_t l0, int64_t l1, const int32_t* idx, const T* wt) {
+                           T* plane = grad_input + c * hw;
+                           const T* gc = grad_cols + (c * taps + k) * L;
+                           for (int64_t l = l0; l < l1; ++l, idx += 4, wt += 4)
+                             for (int q = 0; q < 4; ++q) plane[idx[q]] += wt[q] * gc[l];
+                         });
   });
 }
 
@@ -142,8 +179,9 @@ at::Tensor deform_conv2d_cpu(const at::Tensor& input_, const at::Tensor& weight_
     const at::Tensor w = weight.view({groups, c_out / groups, (s.channels / groups) * taps});
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_conv2d_cpu", [&] {
       for (int64_t b = 0; b < batch; ++b) {
-        deform_im2col<scalar_t>(input[b].data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(),
-                                use_mask ? mask[b].data_ptr<scalar_t>() : nullptr, s, columns.data_ptr<scalar_t>());
+        const SamplingTable<scalar_t> table = build_sampling_table<scalar_t>(
+            offset[b].data_ptr<scalar_t>(), use_mask ? mask[b].data_ptr<scalar_t>() : nullptr, s);
+        deform_im2col<scalar_t>(input[b].data_ptr<scalar_t>(), table, s, columns.data_ptr<scalar_t>());
         at::Tensor ob = out[b].view({groups, c_out / groups, L});
         at::bmm_out(ob, w, columns.view({groups, (s.channels / groups) * taps, L}));
       }
@@ -184,13 +222,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_co
       at::Tensor gcv = grad_cols.view({groups, cg_k, L});
       at::bmm_out(gcv, w.transpose(1, 2), gb);
       const scalar_t* m = use_mask ? mask[b].data_ptr<scalar_t>() : nullptr;
-      deform_col2im<scalar_t>(grad_cols.data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(), m, s,
-                              grad_input[b].data_ptr<scalar_t>());
+      const SamplingTable<scalar_t> table = build_sampling_table<scalar_t>(offset[b].data_ptr<scalar_t>(), m, s);
+      deform_col2im<scalar_t>(grad_cols.data_ptr<scalar_t>(), table, s, grad_input[b].data_ptr<scalar_t>());
       deform_col2im_coord<scalar_t>(grad_cols.data_ptr<scalar_t>(), input[b].data_ptr<scalar_t>(),
                                     offset[b].data_ptr<scalar_t>(), m, s, grad_offset[b].data_ptr<scalar_t>(),
                                     use_mask ? grad_mask[b].data_ptr<scalar_t>() : nullptr);
-      deform_im2col<scalar_t>(input[b].data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(), m, s,
-                              columns.data_ptr<scalar_t>());
+      deform_im2col<scalar_t>(input[b].data_ptr<scalar_t>(), table, s, columns.data_ptr<scalar_t>());
       gw.baddbmm_(gb, columns.view({groups, cg_k, L}).transpose(1, 2));
     }
   });
