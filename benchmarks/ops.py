@@ -66,9 +66,16 @@ def cases(device: str):
     w = torch.randn(256, 256, 3, 3, generator=gen).to(device) * 0.01
     off = torch.randn(1, 18, 100, 168, generator=gen).to(device)
     yield "deform_conv2d 1x256x100x168 3x3->256", "deform_conv2d", (lambda: (x, off, w, None, 1, 1))
+    yield "deform_conv2d same (fwd+bwd)", "deform_conv2d_train", (lambda: (x, off, w, None, 1, 1))
     logits = torch.randn(100000, 80, generator=gen).to(device)
     targets = torch.randint(0, 81, (100000,), generator=gen).to(device)
     yield "sigmoid_focal_loss 100k x 80 (fwd+bwd)", "focal", (lambda: (logits, targets))
+
+
+def _with_grad(args):
+    """Fresh leaf copies of the deform conv's input, offset and weight that require grad."""
+    x, off, w, b, s, p = args
+    return x.detach().requires_grad_(), off.detach().requires_grad_(), w.detach().requires_grad_(), b, s, p
 
 
 def _call(kind: str, args, impl: str):
@@ -82,6 +89,10 @@ def _call(kind: str, args, impl: str):
         if kind == "deform_conv2d":
             x, off, w, b, s, p = args
             return tv.deform_conv2d(x, off, w, b, s, p)
+        if kind == "deform_conv2d_train":
+            x, off, w, b, s, p = _with_grad(args)
+            tv.deform_conv2d(x, off, w, b, s, p).sum().backward()
+            return x.grad
         raise KeyError(kind)
     os.environ["DETCORE_OPS"] = impl
     if kind == "nms":
@@ -90,6 +101,10 @@ def _call(kind: str, args, impl: str):
         return ops.roi_align(*args)
     if kind == "deform_conv2d":
         return ops.deform_conv2d(*args)
+    if kind == "deform_conv2d_train":
+        x, off, w, b, s, p = _with_grad(args)
+        ops.deform_conv2d(x, off, w, b, s, p).sum().backward()
+        return x.grad
     logits, targets = args
     logits = logits.detach().requires_grad_()
     ops.sigmoid_focal_loss(logits, targets, reduction="sum").backward()
@@ -102,7 +117,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument(
-        "--only", default="", help="comma-separated op kinds to run (nms,roi_align,deform_conv2d,focal)"
+        "--only",
+        default="",
+        help="comma-separated op kinds to run (nms,roi_align,deform_conv2d,deform_conv2d_train,focal)",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -2,6 +2,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -109,34 +110,63 @@ void deform_col2im(const T* grad_cols, const SamplingTable<T>& table, const Defo
 template <typename T>
 void deform_col2im_coord(const T* grad_cols, const T* input, const T* offset, const T* mask, const DeformShape& s,
                          T* grad_offset, T* grad_mask) {
-  const int64_t taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w;
+  const int64_t taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w, hw = s.height * s.width;
   const int64_t ch_per_dg = s.channels / s.deform_groups;
-  at::parallel_for(0, s.deform_groups * taps, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t gk = b0; gk < b1; ++gk) {
+  const int64_t blocks = (L + kPositionBlock - 1) / kPositionBlock;
+  at::parallel_for(0, s.deform_groups * taps * blocks, 1, [&](int64_t t0, int64_t t1) {
+    // Per position of the block: corner indices and the coefficients that turn the four corner values
+    // into the sample (cv), its d/dy (cy) and d/dx (cx); corners outside the map have coefficient 0.
+    std::vector<int32_t> idx(4 * kPositionBlock);
+    std::vector<T> cv(4 * kPositionBlock), cy(4 * kPositionBlock), cx(4 * kPositionBlock);
+    std::vector<T> sy(kPositionBlock), sx(kPositionBlock), sm(kPositionBlock);
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t gk = task / blocks, l0 = (task % blocks) * kPositionBlock;
+      const int64_t n = std::min(kPositionBlock, L - l0);
       const int64_t g = gk / taps, k = gk % taps;
       const int64_t i = k / s.kernel_w, j = k % s.kernel_w;
-      const T* off_y = offset + (g * 2 * taps + 2 * k) * L;
+      const T* off_y = offset + (g * 2 * taps + 2 * k) * L + l0;
       const T* off_x = off_y + L;
-      const T* m = mask ? mask + (g * taps + k) * L : nullptr;
-      T* go_y = grad_offset + (g * 2 * taps + 2 * k) * L;
-      T* go_x = go_y + L;
-      T* gm = grad_mask ? grad_mask + (g * taps + k) * L : nullptr;
-      for (int64_t l = 0; l < L; ++l) {
-        const int64_t ho = l / s.out_w, wo = l % s.out_w;
-        const T y = static_cast<T>(ho * s.stride_h - s.pad_h + i * s.dil_h) + off_y[l];
-        const T x = static_cast<T>(wo * s.stride_w - s.pad_w + j * s.dil_w) + off_x[l];
-        T sy = 0, sx = 0, sm = 0;
-        for (int64_t c = g * ch_per_dg; c < (g + 1) * ch_per_dg; ++c) {
-          const T gc = grad_cols[(c * taps + k) * L + l];
-          const BilinearGrad<T> r = dcn_bilinear(input + c * s.height * s.width, s.height, s.width, y, x);
-          sy += gc * r.dy;
-          sx += gc * r.dx;
-          sm += gc * r.value;
+      for (int64_t b = 0; b < n; ++b) {
+        const int64_t ho = (l0 + b) / s.out_w, wo = (l0 + b) % s.out_w;
+        const T y = static_cast<T>(ho * s.stride_h - s.pad_h + i * s.dil_h) + off_y[b];
+        const T x = static_cast<T>(wo * s.stride_w - s.pad_w + j * s.dil_w) + off_x[b];
+        const ScatterTaps<T> t = dcn_scatter_taps(s.height, s.width, y, x);
+        const bool inside = !(y <= T(-1) || y >= static_cast<T>(s.height) || x <= T(-1) || x >= static_cast<T>(s.width));
+        const T ly = inside ? y - std::floor(y) : T(0), lx = inside ? x - std::floor(x) : T(0);
+        const T hy = T(1) - ly, hx = T(1) - lx;
+        const T dy[4] = {-hx, -lx, hx, lx}, dx[4] = {-hy, hy, -ly, ly};
+        for (int q = 0; q < 4; ++q) {
+          const bool valid = t.p[q] >= 0;
+          idx[4 * b + q] = valid ? static_cast<int32_t>(t.p[q]) : 0;
+          cv[4 * b + q] = valid ? t.w[q] : T(0);
+          cy[4 * b + q] = valid ? dy[q] : T(0);
+          cx[4 * b + q] = valid ? dx[q] : T(0);
         }
-        const T mv = m ? m[l] : T(1);
-        go_y[l] = sy * mv;
-        go_x[l] = sx * mv;
-        if (gm) gm[l] = sm;
+        sy[b] = sx[b] = sm[b] = T(0);
+      }
+      for (int64_t c = g * ch_per_dg; c < (g + 1) * ch_per_dg; ++c) {
+        const T* plane = input + c * hw;
+        const T* gc = grad_cols + (c * taps + k) * L + l0;
+        for (int64_t b = 0; b < n; ++b) {
+          const T v0 = plane[idx[4 * b]], v1 = plane[idx[4 * b + 1]], v2 = plane[idx[4 * b + 2]],
+                  v3 = plane[idx[4 * b + 3]];
+          const T* y4 = &cy[4 * b];
+          const T* x4 = &cx[4 * b];
+          const T* w4 = &cv[4 * b];
+          sy[b] += gc[b] * (y4[0] * v0 + y4[1] * v1 + y4[2] * v2 + y4[3] * v3);
+          sx[b] += gc[b] * (x4[0] * v0 + x4[1] * v1 + x4[2] * v2 + x4[3] * v3);
+          sm[b] += gc[b] * (w4[0] * v0 + w4[1] * v1 + w4[2] * v2 + w4[3] * v3);
+        }
+      }
+      const T* m = mask ? mask + (g * taps + k) * L + l0 : nullptr;
+      T* go_y = grad_offset + (g * 2 * taps + 2 * k) * L + l0;
+      T* go_x = go_y + L;
+      T* gm = grad_mask ? grad_mask + (g * taps + k) * L + l0 : nullptr;
+      for (int64_t b = 0; b < n; ++b) {
+        const T mv = m ? m[b] : T(1);
+        go_y[b] = sy[b] * mv;
+        go_x[b] = sx[b] * mv;
+        if (gm) gm[b] = sm[b];
       }
     }
   });
