@@ -94,8 +94,14 @@ def _batch(batch_size: int, with_gt: bool) -> dict[str, Any]:
     imgs = torch.zeros(batch_size, 3, PAD_H, PAD_W)
     imgs[:, :, :IMG_H, :IMG_W] = torch.randn(batch_size, 3, IMG_H, IMG_W, generator=gen)
     metas = [
-        {"img_shape": (IMG_H, IMG_W, 3), "pad_shape": (PAD_H, PAD_W, 3), "ori_shape": (IMG_H, IMG_W, 3),
-         "scale_factor": [1.0, 1.0, 1.0, 1.0], "batch_input_shape": (PAD_H, PAD_W), "flip": False}
+        {
+            "img_shape": (IMG_H, IMG_W, 3),
+            "pad_shape": (PAD_H, PAD_W, 3),
+            "ori_shape": (IMG_H, IMG_W, 3),
+            "scale_factor": [1.0, 1.0, 1.0, 1.0],
+            "batch_input_shape": (PAD_H, PAD_W),
+            "flip": False,
+        }
         for _ in range(batch_size)
     ]
     batch: dict[str, Any] = {"imgs": imgs, "img_metas": metas}
@@ -104,15 +110,19 @@ def _batch(batch_size: int, with_gt: bool) -> dict[str, Any]:
         for _ in range(batch_size):
             xy = torch.rand(5, 2, generator=gen) * torch.tensor([IMG_W - 300, IMG_H - 300])
             wh = 32 + torch.rand(5, 2, generator=gen) * 260
-            gts.append(Instances(bboxes=torch.cat([xy, xy + wh], 1),
-                                 labels=torch.randint(0, 80, (5,), generator=gen)))
+            gts.append(
+                Instances(
+                    bboxes=torch.cat([xy, xy + wh], 1), labels=torch.randint(0, 80, (5,), generator=gen)
+                )
+            )
         batch["gt_instances"] = gts
         batch["gt_ignored_instances"] = [Instances(bboxes=torch.zeros(0, 4)) for _ in range(batch_size)]
     return batch
 
 
-def _measure(phase: str, config: str, checkpoint: str | None, threads: int, warmup: int, repeats: int,
-             queue: Any) -> None:
+def _measure(
+    phase: str, config: str, checkpoint: str | None, threads: int, warmup: int, repeats: int, queue: Any
+) -> None:
     """Run one phase in this (fresh) process and put its figures on ``queue``."""
     import torch
 
@@ -141,8 +151,9 @@ def _measure(phase: str, config: str, checkpoint: str | None, threads: int, warm
         for i in range(warmup + repeats):
             start, cpu_start = time.perf_counter(), time.process_time()
             losses = model(**batch)
-            loss = sum(sum(v) if isinstance(v, (list, tuple)) else v
-                       for k, v in losses.items() if "loss" in k)
+            loss = sum(
+                sum(v) if isinstance(v, (list, tuple)) else v for k, v in losses.items() if "loss" in k
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -151,19 +162,22 @@ def _measure(phase: str, config: str, checkpoint: str | None, threads: int, warm
                 cpu_times.append(time.process_time() - cpu_start)
             loss_value = float(loss.detach())
         extra = {"loss": loss_value}
-    queue.put({
-        "phase": phase,
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "cpu_median_s": statistics.median(cpu_times),
-        "rss_after_build_mib": rss_model,
-        "peak_rss_mib": _peak_rss_mib(),
-        **extra,
-    })
+    queue.put(
+        {
+            "phase": phase,
+            "median_s": statistics.median(times),
+            "min_s": min(times),
+            "cpu_median_s": statistics.median(cpu_times),
+            "rss_after_build_mib": rss_model,
+            "peak_rss_mib": _peak_rss_mib(),
+            **extra,
+        }
+    )
 
 
-def run_family(family: str, checkpoint: str | None, threads: int, warmup: int,
-               repeats: int) -> dict[str, Any]:
+def run_family(
+    family: str, checkpoint: str | None, threads: int, warmup: int, repeats: int
+) -> dict[str, Any]:
     """Both phases of one family, each in its own spawned process."""
     ctx = mp.get_context("spawn")
     out: dict[str, Any] = {"family": family, "config": FAMILIES[family]}
@@ -182,10 +196,19 @@ def run_family(family: str, checkpoint: str | None, threads: int, warmup: int,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--family", action="append", choices=sorted(FAMILIES),
-                        help="family to measure (repeatable; default: all)")
-    parser.add_argument("--checkpoint", action="append", default=[], metavar="FAMILY=PATH",
-                        help="weights to load for a family instead of the initial ones")
+    parser.add_argument(
+        "--family",
+        action="append",
+        choices=sorted(FAMILIES),
+        help="family to measure (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="FAMILY=PATH",
+        help="weights to load for a family instead of the initial ones",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
@@ -195,23 +218,30 @@ def main(argv: list[str] | None = None) -> int:
     families = args.family or sorted(FAMILIES)
     import torch
 
-    print(f"# CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} threads, {args.warmup} warm-up + {args.repeats} timed runs; "
-          "wall s median / min (process CPU s median)")
-    print("| family | inference 1x1333x800 | train step 2x1333x800 "
-          "| peak RSS inference (MiB) | peak RSS train (MiB) | RSS after build (MiB) |")
+    print(
+        f"# CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{args.threads} threads, {args.warmup} warm-up + {args.repeats} timed runs; "
+        "wall s median / min (process CPU s median)"
+    )
+    print(
+        "| family | inference 1x1333x800 | train step 2x1333x800 "
+        "| peak RSS inference (MiB) | peak RSS train (MiB) | RSS after build (MiB) |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     results = []
     for family in families:
         r = run_family(family, checkpoints.get(family), args.threads, args.warmup, args.repeats)
         results.append(r)
         inf, tr = r["inference"], r["train_step"]
-        print(f"| {family} | {inf['median_s']:.2f} / {inf['min_s']:.2f} ({inf['cpu_median_s']:.2f}) "
-              f"| {tr['median_s']:.2f} / {tr['min_s']:.2f} ({tr['cpu_median_s']:.2f}) "
-              f"| {inf['peak_rss_mib']:.0f} | {tr['peak_rss_mib']:.0f} | {inf['rss_after_build_mib']:.0f} |")
+        print(
+            f"| {family} | {inf['median_s']:.2f} / {inf['min_s']:.2f} ({inf['cpu_median_s']:.2f}) "
+            f"| {tr['median_s']:.2f} / {tr['min_s']:.2f} ({tr['cpu_median_s']:.2f}) "
+            f"| {inf['peak_rss_mib']:.0f} | {tr['peak_rss_mib']:.0f} | {inf['rss_after_build_mib']:.0f} |"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"threads": args.threads, "torch": torch.__version__,
-                                         "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"threads": args.threads, "torch": torch.__version__, "results": results}, indent=2)
+        )
     return 0
 
 

@@ -67,6 +67,8 @@ def cases(device: str):
     off = torch.randn(1, 18, 100, 168, generator=gen).to(device)
     yield "deform_conv2d 1x256x100x168 3x3->256", "deform_conv2d", (lambda: (x, off, w, None, 1, 1))
     yield "deform_conv2d same (fwd+bwd)", "deform_conv2d_train", (lambda: (x, off, w, None, 1, 1))
+    anchors, gts = _boxes(100000, gen, device), _boxes(50, gen, device)
+    yield "box_overlaps 100k anchors x 50 gts (iou)", "box_overlaps", (lambda: (anchors, gts))
     logits = torch.randn(100000, 80, generator=gen).to(device)
     targets = torch.randint(0, 81, (100000,), generator=gen).to(device)
     yield "sigmoid_focal_loss 100k x 80 (fwd+bwd)", "focal", (lambda: (logits, targets))
@@ -93,6 +95,8 @@ def _call(kind: str, args, impl: str):
             x, off, w, b, s, p = _with_grad(args)
             tv.deform_conv2d(x, off, w, b, s, p).sum().backward()
             return x.grad
+        if kind == "box_overlaps":
+            return tv.box_iou(*args)
         raise KeyError(kind)
     os.environ["DETCORE_OPS"] = impl
     if kind == "nms":
@@ -105,6 +109,8 @@ def _call(kind: str, args, impl: str):
         x, off, w, b, s, p = _with_grad(args)
         ops.deform_conv2d(x, off, w, b, s, p).sum().backward()
         return x.grad
+    if kind == "box_overlaps":
+        return ops.box_overlaps(*args)
     logits, targets = args
     logits = logits.detach().requires_grad_()
     ops.sigmoid_focal_loss(logits, targets, reduction="sum").backward()
@@ -119,7 +125,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated op kinds to run (nms,roi_align,deform_conv2d,deform_conv2d_train,focal)",
+        help="comma-separated op kinds to run: nms, roi_align, deform_conv2d, deform_conv2d_train, "
+        "box_overlaps, focal",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

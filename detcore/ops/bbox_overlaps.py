@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import reference as _ref
+from ._backend import use_native
+
 _MODES = ("iou", "iof", "giou")
 
 
@@ -21,6 +24,10 @@ def box_overlaps(
 
     Returns:
         (..., M, N) overlaps, or (..., M) when ``aligned``. Empty inputs give empty results.
+
+    The native kernel (fused, no (M, N, 2) intermediates) runs for 2-D float32/float64 inputs that need no
+    gradient, which is how the assigners call it; otherwise the broadcasting reference runs, and it is
+    differentiable (the IoU losses).
     """
     if mode not in _MODES:
         raise ValueError(f"box_overlaps: 'mode' must be one of {_MODES}, got {mode!r}")
@@ -44,33 +51,18 @@ def box_overlaps(
     if rows * cols == 0:
         shape = batch_shape + ((rows,) if aligned else (rows, cols))
         return bboxes1.new_zeros(shape)
-    area1 = (bboxes1[..., 2] - bboxes1[..., 0]) * (bboxes1[..., 3] - bboxes1[..., 1])
-    area2 = (bboxes2[..., 2] - bboxes2[..., 0]) * (bboxes2[..., 3] - bboxes2[..., 1])
-    if aligned:
-        lt = torch.max(bboxes1[..., :2], bboxes2[..., :2])
-        rb = torch.min(bboxes1[..., 2:], bboxes2[..., 2:])
-        wh = (rb - lt).clamp(min=0)
-        overlap = wh[..., 0] * wh[..., 1]
-        union = area1 + area2 - overlap if mode in ("iou", "giou") else area1
-        if mode == "giou":
-            enclosed_lt = torch.min(bboxes1[..., :2], bboxes2[..., :2])
-            enclosed_rb = torch.max(bboxes1[..., 2:], bboxes2[..., 2:])
-    else:
-        lt = torch.max(bboxes1[..., :, None, :2], bboxes2[..., None, :, :2])
-        rb = torch.min(bboxes1[..., :, None, 2:], bboxes2[..., None, :, 2:])
-        wh = (rb - lt).clamp(min=0)
-        overlap = wh[..., 0] * wh[..., 1]
-        union = (
-            area1[..., None] + area2[..., None, :] - overlap if mode in ("iou", "giou") else area1[..., None]
+    if use_native() and _native_ok(bboxes1, bboxes2):
+        return torch.ops.detcore.box_overlaps(
+            bboxes1.contiguous(), bboxes2.contiguous(), _MODES.index(mode), bool(aligned), float(eps)
         )
-        if mode == "giou":
-            enclosed_lt = torch.min(bboxes1[..., :, None, :2], bboxes2[..., None, :, :2])
-            enclosed_rb = torch.max(bboxes1[..., :, None, 2:], bboxes2[..., None, :, 2:])
-    eps_t = union.new_tensor([eps])
-    union = torch.max(union, eps_t)
-    ious = overlap / union
-    if mode != "giou":
-        return ious
-    enclose_wh = (enclosed_rb - enclosed_lt).clamp(min=0)
-    enclose_area = torch.max(enclose_wh[..., 0] * enclose_wh[..., 1], eps_t)
-    return ious - (enclose_area - union) / enclose_area
+    return _ref.box_overlaps(bboxes1, bboxes2, mode, aligned, eps)
+
+
+def _native_ok(bboxes1: Tensor, bboxes2: Tensor) -> bool:
+    needs_grad = torch.is_grad_enabled() and (bboxes1.requires_grad or bboxes2.requires_grad)
+    return (
+        not needs_grad
+        and bboxes1.dim() == 2
+        and bboxes1.dtype == bboxes2.dtype
+        and bboxes1.dtype in (torch.float32, torch.float64)
+    )

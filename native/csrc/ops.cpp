@@ -89,6 +89,23 @@ void check_focal_args(const char* op, const at::Tensor& logits, const at::Tensor
   }
 }
 
+void check_box_overlaps_args(const char* op, const at::Tensor& bboxes1, const at::Tensor& bboxes2, int64_t mode,
+                             bool aligned) {
+  TORCH_CHECK(bboxes1.dim() == 2 && bboxes1.size(1) == 4, op, ": bboxes1 must have shape (M, 4), got ",
+              bboxes1.sizes());
+  TORCH_CHECK(bboxes2.dim() == 2 && bboxes2.size(1) == 4, op, ": bboxes2 must have shape (N, 4), got ",
+              bboxes2.sizes());
+  TORCH_CHECK(bboxes1.scalar_type() == bboxes2.scalar_type(), op, ": bboxes1 (", bboxes1.scalar_type(),
+              ") and bboxes2 (", bboxes2.scalar_type(), ") must have the same dtype");
+  TORCH_CHECK(bboxes1.device() == bboxes2.device(), op, ": bboxes1 are on ", bboxes1.device(), " but bboxes2 on ",
+              bboxes2.device());
+  TORCH_CHECK(at::isFloatingType(bboxes1.scalar_type()), op, ": boxes must be floating point, got ",
+              bboxes1.scalar_type());
+  TORCH_CHECK(mode >= 0 && mode <= 2, op, ": mode must be 0 (iou), 1 (iof) or 2 (giou), got ", mode);
+  TORCH_CHECK(!aligned || bboxes1.size(0) == bboxes2.size(0), op,
+              ": aligned=True needs as many boxes in both sets, got ", bboxes1.size(0), " and ", bboxes2.size(0));
+}
+
 }  // namespace detcore
 
 TORCH_LIBRARY(detcore, m) {
@@ -120,6 +137,7 @@ TORCH_LIBRARY(detcore, m) {
   m.def(
       "_sigmoid_focal_loss_backward(Tensor grad, Tensor logits, Tensor targets, Tensor? weight, float gamma,"
       " float alpha) -> Tensor");
+  m.def("box_overlaps(Tensor bboxes1, Tensor bboxes2, int mode, bool aligned, float eps) -> Tensor");
 }
 
 #define DETCORE_REGISTER_IMPLS(dev)                                        \
@@ -132,7 +150,8 @@ TORCH_LIBRARY(detcore, m) {
   m.impl("deform_conv2d", &detcore::deform_conv2d_##dev);                  \
   m.impl("_deform_conv2d_backward", &detcore::deform_conv2d_backward_##dev); \
   m.impl("sigmoid_focal_loss", &detcore::sigmoid_focal_loss_##dev);        \
-  m.impl("_sigmoid_focal_loss_backward", &detcore::sigmoid_focal_loss_backward_##dev);
+  m.impl("_sigmoid_focal_loss_backward", &detcore::sigmoid_focal_loss_backward_##dev); \
+  m.impl("box_overlaps", &detcore::box_overlaps_##dev);
 
 TORCH_LIBRARY_IMPL(detcore, CPU, m) { DETCORE_REGISTER_IMPLS(cpu) }
 

@@ -36,7 +36,9 @@ namespace detcore {
   at::Tensor sigmoid_focal_loss_backward_##dev(const at::Tensor& grad, const at::Tensor& logits,               \
                                                const at::Tensor& targets,                                       \
                                                const c10::optional<at::Tensor>& weight, double gamma,           \
-                                               double alpha);
+                                               double alpha);                                                   \
+  at::Tensor box_overlaps_##dev(const at::Tensor& bboxes1, const at::Tensor& bboxes2, int64_t mode,             \
+                                bool aligned, double eps);
 
 DETCORE_DECLARE_OPS(cpu)
 #ifdef WITH_CUDA
@@ -52,5 +54,7 @@ void check_deform_args(const char* op, const at::Tensor& input, const at::Tensor
                        int64_t dil_w, int64_t groups, int64_t deform_groups);
 void check_focal_args(const char* op, const at::Tensor& logits, const at::Tensor& targets,
                       const c10::optional<at::Tensor>& weight);
+void check_box_overlaps_args(const char* op, const at::Tensor& bboxes1, const at::Tensor& bboxes2, int64_t mode,
+                             bool aligned);
 
 }  // namespace detcore

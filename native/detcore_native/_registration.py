@@ -73,6 +73,12 @@ def _focal_backward_fake(grad, logits, targets, weight, gamma, alpha):
     return torch.empty_like(logits)
 
 
+@register_fake("detcore::box_overlaps")
+def _box_overlaps_fake(bboxes1, bboxes2, mode, aligned, eps):
+    shape = (bboxes1.shape[0],) if aligned else (bboxes1.shape[0], bboxes2.shape[0])
+    return bboxes1.new_empty(shape)
+
+
 # ---------------------------------------------------------------- autograd
 def _roi_align_setup(ctx, inputs, output):
     input, rois, spatial_scale, ph, pw, sr, aligned = inputs

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,17 +18,42 @@ import torch
 HERE = Path(__file__).parent
 
 
-def run_in_own_session(cmd: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in its own process group, killing the whole group (torchrun's workers too) on timeout."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"torchrun did not finish in {timeout} s:\n{out[-3000:]}\n{err[-3000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+def _processes_with_marker(marker: str) -> list[int]:
+    """Pids of live processes whose environment holds ``marker`` (torchrun's workers run in sessions of their
+    own, so a process-group kill of torchrun misses them when it dies first)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def run_torchrun(cmd: list[str], env: dict, timeout: float, log_dir: Path) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with its output in files (an orphaned worker holding a pipe cannot block the test) and,
+    whatever happens, kill every process it started, found by a marker in their environment."""
+    marker = f"DETCORE_TEST_RUN={uuid.uuid4().hex}"
+    key, value = marker.split("=")
+    out_path, err_path = log_dir / "torchrun.out", log_dir / "torchrun.err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(cmd, env={**env, key: value}, stdout=out, stderr=err, text=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        finally:
+            for pid in _processes_with_marker(marker):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    stdout, stderr = out_path.read_text(), err_path.read_text()
+    if proc.returncode == -signal.SIGKILL:
+        pytest.fail(f"torchrun did not finish in {timeout} s:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 @pytest.mark.slow
@@ -50,7 +77,7 @@ def test_torchrun_two_processes(tmp_path, tiny_plugin):
         str(tmp_path / "final.pt"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = run_in_own_session(cmd, env, timeout=180)
+    proc = run_torchrun(cmd, env, timeout=180, log_dir=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0 = torch.load(tmp_path / "final.rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "final.rank1.pt", weights_only=True)

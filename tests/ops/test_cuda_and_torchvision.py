@@ -116,3 +116,25 @@ def test_cuda_kernels_match_cpu(monkeypatch):
     b.backward()
     torch.testing.assert_close(a.cpu(), b)
     torch.testing.assert_close(lc.grad.cpu(), lh.grad)
+    for mode in ("iou", "iof", "giou"):
+        torch.testing.assert_close(
+            ops.box_overlaps(boxes[:500].cuda(), boxes[:70].cuda(), mode).cpu(),
+            ops.box_overlaps(boxes[:500], boxes[:70], mode),
+        )
+    # float32 focal loss: the CUDA kernel (libm) against the CPU's vectorised exp/log1p
+    lc = logits.float().cuda().requires_grad_()
+    lh = logits.float().requires_grad_()
+    ops.sigmoid_focal_loss(lc, targets.cuda(), reduction="sum").backward()
+    ops.sigmoid_focal_loss(lh, targets, reduction="sum").backward()
+    torch.testing.assert_close(lc.grad.cpu(), lh.grad)
+
+
+def test_box_overlaps_match_torchvision(backend):
+    tv = _torchvision()
+    g = torch.Generator().manual_seed(5)
+    xy = torch.rand(200, 2, generator=g) * 300
+    boxes = torch.cat([xy, xy + 1 + torch.rand(200, 2, generator=g) * 90], 1)
+    torch.testing.assert_close(ops.box_overlaps(boxes, boxes[:40]), tv.box_iou(boxes, boxes[:40]))
+    torch.testing.assert_close(
+        ops.box_overlaps(boxes, boxes[:40], "giou"), tv.generalized_box_iou(boxes, boxes[:40])
+    )

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../ops.h"
+#include "box_overlaps_kernels.cuh"
 #include "deform_kernels.cuh"
 #include "focal_kernels.cuh"
 #include "nms_kernels.cuh"
@@ -325,6 +326,24 @@ at::Tensor sigmoid_focal_loss_backward_cuda(const at::Tensor& grad_, const at::T
     focal_backward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, current_stream()>>>(
         total, logits.size(1), grad.data_ptr<scalar_t>(), logits.data_ptr<scalar_t>(), targets.data_ptr<int64_t>(),
         opt_ptr<scalar_t>(w), static_cast<scalar_t>(gamma), static_cast<scalar_t>(alpha), out.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+at::Tensor box_overlaps_cuda(const at::Tensor& bboxes1_, const at::Tensor& bboxes2_, int64_t mode, bool aligned,
+                             double eps) {
+  check_box_overlaps_args("box_overlaps", bboxes1_, bboxes2_, mode, aligned);
+  check_cuda("box_overlaps", {&bboxes1_, &bboxes2_});
+  const c10::cuda::CUDAGuard guard(bboxes1_.device());
+  const at::Tensor bboxes1 = bboxes1_.contiguous(), bboxes2 = bboxes2_.contiguous();
+  const int64_t m = bboxes1.size(0), n = bboxes2.size(0);
+  at::Tensor out = aligned ? at::empty({m}, bboxes1.options()) : at::empty({m, n}, bboxes1.options());
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(bboxes1.scalar_type(), "detcore_box_overlaps_cuda", [&] {
+    box_overlaps_kernel<scalar_t><<<blocks_for(out.numel()), kThreads, 0, current_stream()>>>(
+        m, n, aligned, bboxes1.data_ptr<scalar_t>(), bboxes2.data_ptr<scalar_t>(), mode, static_cast<scalar_t>(eps),
+        out.data_ptr<scalar_t>());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
