@@ -7,6 +7,7 @@ together with a CUDA build of torch) or when FORCE_CUDA=1. Install with
 
 import glob
 import os
+import sys
 
 import torch
 from setuptools import setup
@@ -27,19 +28,14 @@ def _sources(pattern: str) -> list:
 
 def _extension():
     sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
-    # -fopenmp turns at::parallel_for into OpenMP loops (torch's own backend; its bundled libgomp is reused);
-    # -fno-trapping-math lets GCC if-convert float selects, so the elementwise loops vectorise.
-    extra = {
-        "cxx": [
-            "-O2",
-            "-ftree-vectorize",
-            "-fvect-cost-model=dynamic",
-            "-std=c++17",
-            "-fopenmp",
-            "-fno-trapping-math",
-        ]
-    }
-    link = ["-fopenmp"]
+    extra = {"cxx": ["-O2", "-ftree-vectorize", "-fvect-cost-model=dynamic", "-std=c++17"]}
+    link = []
+    if sys.platform.startswith("linux"):
+        # -fopenmp turns at::parallel_for into OpenMP loops (torch's own backend on Linux; the extension
+        # reuses the libgomp torch loads); -fno-trapping-math lets GCC if-convert float selects so the
+        # elementwise loops vectorise. Elsewhere (macOS clang has no OpenMP by default) they run serially.
+        extra["cxx"] += ["-fopenmp", "-fno-trapping-math"]
+        link += ["-fopenmp"]
     if _want_cuda():
         sources += _sources("csrc/cuda/*.cu") + _sources("csrc/cuda/*.cpp")
         extra["nvcc"] = ["-O2", "-std=c++17", "--expt-relaxed-constexpr"]

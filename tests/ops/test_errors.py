@@ -114,6 +114,12 @@ def test_native_ops_check_arguments_directly():
             1,
             1,
         )
+    with pytest.raises(RuntimeError, match=r"bboxes2 must have shape \(N, 4\)"):
+        torch.ops.detcore.box_overlaps(torch.zeros(2, 4), torch.zeros(3, 5), 0, False, 1e-6)
+    with pytest.raises(RuntimeError, match="mode must be 0"):
+        torch.ops.detcore.box_overlaps(torch.zeros(2, 4), torch.zeros(3, 4), 7, False, 1e-6)
+    with pytest.raises(RuntimeError, match="aligned=True needs as many boxes"):
+        torch.ops.detcore.box_overlaps(torch.zeros(2, 4), torch.zeros(3, 4), 0, True, 1e-6)
     # an out-of-range batch index is zeros, not a crash
     out = torch.ops.detcore.roi_align(
         torch.randn(1, 1, 4, 4), torch.tensor([[5.0, 0, 0, 2, 2]]), 1.0, 2, 2, 0, True

@@ -196,3 +196,41 @@ def test_reference_functions_are_what_the_reference_backend_runs(force):
     torch.testing.assert_close(
         ops.roi_align(x, rois, 2, 0.5, 2, True), ref.roi_align(x, rois, (2, 2), 0.5, 2, True)
     )
+
+
+def test_native_results_do_not_depend_on_thread_count(force):
+    """The CPU kernels split work across OpenMP threads; each output element must still be computed the same
+    way, so one and two threads give bit-identical results (forward and backward)."""
+    gen = torch.Generator().manual_seed(21)
+    boxes = _boxes(6000, gen, size=800.0)
+    scores = torch.rand(6000, generator=gen)
+    feats = torch.randn(2, 16, 40, 48, generator=gen)
+    rois = torch.cat([torch.randint(0, 2, (300, 1), generator=gen).float(), _boxes(300, gen, size=180.0)], 1)
+    x = torch.randn(2, 8, 12, 14, generator=gen)
+    w = torch.randn(8, 8, 3, 3, generator=gen)
+    off = torch.randn(2, 18, 12, 14, generator=gen)
+    mask = torch.rand(2, 9, 12, 14, generator=gen)
+    logits = torch.randn(3000, 20, generator=gen)
+    labels = torch.randint(0, 21, (3000,), generator=gen)
+    force("native")
+
+    def run():
+        leaves = [t.clone().requires_grad_() for t in (feats, x, off, mask, w, logits)]
+        f, xi, oi, mi, wi, li = leaves
+        outs = [ops.nms(boxes, scores, 0.5), ops.box_overlaps(boxes[:500], boxes[:300], "giou")]
+        outs.append(ops.roi_align(f, rois, 7, 0.25, 0, True))
+        outs.append(ops.modulated_deform_conv2d(xi, oi, mi, wi, None, 1, 1))
+        outs.append(ops.sigmoid_focal_loss(li, labels, reduction="none"))
+        sum(o.square().sum() for o in outs[2:]).backward()
+        return outs + [t.grad for t in leaves]
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run()
+        torch.set_num_threads(2)
+        two = run()
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
