@@ -81,40 +81,34 @@ def _with_grad(args):
 
 
 def _call(kind: str, args, impl: str):
-    """Run one case under `impl` in {"reference", "native", "torchvision"}."""
+    """Run one case under `impl` in {"reference", "native", "torchvision"} (the argument orders match)."""
     if impl == "torchvision":
-        tv = importlib.import_module("torchvision.ops")
-        if kind == "nms":
-            return tv.nms(*args)
-        if kind == "roi_align":
-            return tv.roi_align(*args)
-        if kind == "deform_conv2d":
-            x, off, w, b, s, p = args
-            return tv.deform_conv2d(x, off, w, b, s, p)
-        if kind == "deform_conv2d_train":
-            x, off, w, b, s, p = _with_grad(args)
-            tv.deform_conv2d(x, off, w, b, s, p).sum().backward()
-            return x.grad
-        if kind == "box_overlaps":
-            return tv.box_iou(*args)
-        raise KeyError(kind)
-    os.environ["DETCORE_OPS"] = impl
-    if kind == "nms":
-        return ops.nms(*args)
-    if kind == "roi_align":
-        return ops.roi_align(*args)
+        lib = importlib.import_module("torchvision.ops")
+        fns = {"nms": lib.nms, "roi_align": lib.roi_align, "deform": lib.deform_conv2d, "iou": lib.box_iou}
+    else:
+        os.environ["DETCORE_OPS"] = impl
+        fns = {
+            "nms": ops.nms,
+            "roi_align": ops.roi_align,
+            "deform": ops.deform_conv2d,
+            "iou": ops.box_overlaps,
+        }
+    if kind in ("nms", "roi_align"):
+        return fns[kind](*args)
     if kind == "deform_conv2d":
-        return ops.deform_conv2d(*args)
+        return fns["deform"](*args)
     if kind == "deform_conv2d_train":
         x, off, w, b, s, p = _with_grad(args)
-        ops.deform_conv2d(x, off, w, b, s, p).sum().backward()
+        fns["deform"](x, off, w, b, s, p).sum().backward()
         return x.grad
     if kind == "box_overlaps":
-        return ops.box_overlaps(*args)
-    logits, targets = args
-    logits = logits.detach().requires_grad_()
-    ops.sigmoid_focal_loss(logits, targets, reduction="sum").backward()
-    return logits.grad
+        return fns["iou"](*args)
+    if kind == "focal" and impl != "torchvision":
+        logits, targets = args
+        logits = logits.detach().requires_grad_()
+        ops.sigmoid_focal_loss(logits, targets, reduction="sum").backward()
+        return logits.grad
+    raise KeyError(f"no {impl} implementation of {kind}")
 
 
 def main(argv: Optional[List[str]] = None) -> None:

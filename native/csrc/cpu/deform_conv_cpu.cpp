@@ -1,4 +1,5 @@
-// Deformable convolution v1/v2 on the CPU: deformable im2col + grouped GEMM, and the matching backward.
+// Deformable convolution v1/v2 on the CPU: the per-image kernels (deformable im2col, col2im, col2im_coord)
+// that the shared driver (deform_driver.h) wraps in grouped GEMMs.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "../common/deform_common.h"
+#include "../deform_driver.h"
 #include "../ops.h"
 
 namespace detcore {
@@ -172,96 +174,46 @@ void deform_col2im_coord(const T* grad_cols, const T* input, const T* offset, co
   });
 }
 
-DeformShape make_shape(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset, int64_t stride_h,
-                       int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w,
-                       int64_t deform_groups) {
-  DeformShape s;
-  s.channels = input.size(1);
-  s.height = input.size(2);
-  s.width = input.size(3);
-  s.out_h = offset.size(2);
-  s.out_w = offset.size(3);
-  s.kernel_h = weight.size(2);
-  s.kernel_w = weight.size(3);
-  s.stride_h = stride_h; s.stride_w = stride_w;
-  s.pad_h = pad_h; s.pad_w = pad_w;
-  s.dil_h = dil_h; s.dil_w = dil_w;
-  s.deform_groups = deform_groups;
-  return s;
-}
+// The per-image kernels the shared driver (deform_driver.h) runs on the CPU.
+struct CpuDeformKernels {
+  template <typename T>
+  void im2col(const T* input, const T* offset, const T* mask, const DeformShape& s, T* columns) const {
+    deform_im2col<T>(input, build_sampling_table<T>(offset, mask, s), s, columns);
+  }
+  template <typename T>
+  void col2im(const T* grad_cols, const T* offset, const T* mask, const DeformShape& s, T* grad_input) const {
+    deform_col2im<T>(grad_cols, build_sampling_table<T>(offset, mask, s), s, grad_input);
+  }
+  template <typename T>
+  void col2im_coord(const T* grad_cols, const T* input, const T* offset, const T* mask, const DeformShape& s,
+                    T* grad_offset, T* grad_mask) const {
+    deform_col2im_coord<T>(grad_cols, input, offset, mask, s, grad_offset, grad_mask);
+  }
+};
 
 }  // namespace
 
-at::Tensor deform_conv2d_cpu(const at::Tensor& input_, const at::Tensor& weight_, const at::Tensor& offset_,
-                             const c10::optional<at::Tensor>& mask_, const c10::optional<at::Tensor>& bias,
+at::Tensor deform_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
+                             const c10::optional<at::Tensor>& mask, const c10::optional<at::Tensor>& bias,
                              int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h,
                              int64_t dil_w, int64_t groups, int64_t deform_groups) {
-  check_deform_args("deform_conv2d", input_, weight_, offset_, mask_, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
+  check_deform_args("deform_conv2d", input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
                     dil_w, groups, deform_groups);
-  const at::Tensor input = input_.contiguous(), weight = weight_.contiguous(), offset = offset_.contiguous();
-  const bool use_mask = mask_.has_value() && mask_->defined();
-  const at::Tensor mask = use_mask ? mask_->contiguous() : at::Tensor();
-  const DeformShape s = make_shape(input, weight, offset, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, deform_groups);
-  const int64_t batch = input.size(0), c_out = weight.size(0), taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w;
-  at::Tensor out = at::zeros({batch, c_out, s.out_h, s.out_w}, input.options());
-  if (out.numel() > 0 && input.numel() > 0) {
-    at::Tensor columns = at::empty({s.channels * taps, L}, input.options());
-    const at::Tensor w = weight.view({groups, c_out / groups, (s.channels / groups) * taps});
-    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_conv2d_cpu", [&] {
-      for (int64_t b = 0; b < batch; ++b) {
-        const SamplingTable<scalar_t> table = build_sampling_table<scalar_t>(
-            offset[b].data_ptr<scalar_t>(), use_mask ? mask[b].data_ptr<scalar_t>() : nullptr, s);
-        deform_im2col<scalar_t>(input[b].data_ptr<scalar_t>(), table, s, columns.data_ptr<scalar_t>());
-        at::Tensor ob = out[b].view({groups, c_out / groups, L});
-        at::bmm_out(ob, w, columns.view({groups, (s.channels / groups) * taps, L}));
-      }
-    });
-  }
-  if (bias.has_value() && bias->defined()) out.add_(bias->view({1, c_out, 1, 1}));
-  return out;
+  const DeformProblem p(input, weight, offset, mask, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                        deform_groups);
+  return deform_conv2d_forward(p, bias, CpuDeformKernels{});
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_conv2d_backward_cpu(
-    const at::Tensor& grad_, const at::Tensor& input_, const at::Tensor& weight_, const at::Tensor& offset_,
-    const c10::optional<at::Tensor>& mask_, const c10::optional<at::Tensor>& bias, int64_t stride_h,
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
+    const c10::optional<at::Tensor>& mask, const c10::optional<at::Tensor>& bias, int64_t stride_h,
     int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
     int64_t deform_groups) {
-  check_deform_args("deform_conv2d backward", input_, weight_, offset_, mask_, bias, stride_h, stride_w, pad_h, pad_w,
+  check_deform_args("deform_conv2d backward", input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w,
                     dil_h, dil_w, groups, deform_groups);
-  const at::Tensor grad = grad_.contiguous(), input = input_.contiguous(), weight = weight_.contiguous(),
-                   offset = offset_.contiguous();
-  const bool use_mask = mask_.has_value() && mask_->defined();
-  const at::Tensor mask = use_mask ? mask_->contiguous() : at::Tensor();
-  const DeformShape s = make_shape(input, weight, offset, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, deform_groups);
-  const int64_t batch = input.size(0), c_out = weight.size(0), taps = s.kernel_h * s.kernel_w, L = s.out_h * s.out_w;
-  const int64_t cg_k = (s.channels / groups) * taps;
-  at::Tensor grad_input = at::zeros_like(input);
-  at::Tensor grad_offset = at::zeros_like(offset);
-  at::Tensor grad_mask = use_mask ? at::zeros_like(mask) : at::zeros({0}, input.options());
-  at::Tensor grad_weight = at::zeros_like(weight);
-  at::Tensor grad_bias = at::zeros({c_out}, input.options());
-  if (grad.numel() == 0 || input.numel() == 0) return {grad_input, grad_weight, grad_offset, grad_mask, grad_bias};
-  grad_bias = grad.sum({0, 2, 3});
-  at::Tensor columns = at::empty({s.channels * taps, L}, input.options());
-  at::Tensor grad_cols = at::empty({s.channels * taps, L}, input.options());
-  const at::Tensor w = weight.view({groups, c_out / groups, cg_k});
-  at::Tensor gw = grad_weight.view({groups, c_out / groups, cg_k});
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_conv2d_backward_cpu", [&] {
-    for (int64_t b = 0; b < batch; ++b) {
-      const at::Tensor gb = grad[b].view({groups, c_out / groups, L});
-      at::Tensor gcv = grad_cols.view({groups, cg_k, L});
-      at::bmm_out(gcv, w.transpose(1, 2), gb);
-      const scalar_t* m = use_mask ? mask[b].data_ptr<scalar_t>() : nullptr;
-      const SamplingTable<scalar_t> table = build_sampling_table<scalar_t>(offset[b].data_ptr<scalar_t>(), m, s);
-      deform_col2im<scalar_t>(grad_cols.data_ptr<scalar_t>(), table, s, grad_input[b].data_ptr<scalar_t>());
-      deform_col2im_coord<scalar_t>(grad_cols.data_ptr<scalar_t>(), input[b].data_ptr<scalar_t>(),
-                                    offset[b].data_ptr<scalar_t>(), m, s, grad_offset[b].data_ptr<scalar_t>(),
-                                    use_mask ? grad_mask[b].data_ptr<scalar_t>() : nullptr);
-      deform_im2col<scalar_t>(input[b].data_ptr<scalar_t>(), table, s, columns.data_ptr<scalar_t>());
-      gw.baddbmm_(gb, columns.view({groups, cg_k, L}).transpose(1, 2));
-    }
-  });
-  return {grad_input, grad_weight, grad_offset, grad_mask, grad_bias};
+  const DeformProblem p(input, weight, offset, mask, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                        deform_groups);
+  return deform_conv2d_backward(grad, p, CpuDeformKernels{});
 }
 
 }  // namespace detcore

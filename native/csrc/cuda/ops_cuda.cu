@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../deform_driver.h"
 #include "../ops.h"
 #include "box_overlaps_kernels.cuh"
 #include "deform_kernels.cuh"
@@ -181,113 +182,59 @@ at::Tensor roi_pool_backward_cuda(const at::Tensor& grad_, const at::Tensor& roi
 
 namespace {
 
-DeformShape deform_shape(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
-                         int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h,
-                         int64_t dil_w, int64_t deform_groups) {
-  DeformShape s;
-  s.channels = input.size(1);
-  s.height = input.size(2);
-  s.width = input.size(3);
-  s.out_h = offset.size(2);
-  s.out_w = offset.size(3);
-  s.kernel_h = weight.size(2);
-  s.kernel_w = weight.size(3);
-  s.stride_h = stride_h;
-  s.stride_w = stride_w;
-  s.pad_h = pad_h;
-  s.pad_w = pad_w;
-  s.dil_h = dil_h;
-  s.dil_w = dil_w;
-  s.deform_groups = deform_groups;
-  return s;
-}
+// The per-image kernels the shared driver (deform_driver.h) launches on the current stream.
+struct CudaDeformKernels {
+  template <typename T>
+  void im2col(const T* input, const T* offset, const T* mask, const DeformShape& s, T* columns) const {
+    const int64_t total = s.channels * s.kernel_h * s.kernel_w * s.out_h * s.out_w;
+    deform_im2col_kernel<T><<<blocks_for(total), kThreads, 0, current_stream()>>>(total, input, offset, mask, s,
+                                                                                   columns);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  template <typename T>
+  void col2im(const T* grad_cols, const T* offset, const T* mask, const DeformShape& s, T* grad_input) const {
+    const int64_t total = s.channels * s.kernel_h * s.kernel_w * s.out_h * s.out_w;
+    deform_col2im_kernel<T><<<blocks_for(total), kThreads, 0, current_stream()>>>(total, grad_cols, offset, mask,
+                                                                                   s, grad_input);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  template <typename T>
+  void col2im_coord(const T* grad_cols, const T* input, const T* offset, const T* mask, const DeformShape& s,
+                    T* grad_offset, T* grad_mask) const {
+    const int64_t total = s.deform_groups * s.kernel_h * s.kernel_w * s.out_h * s.out_w;
+    deform_col2im_coord_kernel<T><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        total, grad_cols, input, offset, mask, s, grad_offset, grad_mask);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+};
 
 }  // namespace
 
-at::Tensor deform_conv2d_cuda(const at::Tensor& input_, const at::Tensor& weight_, const at::Tensor& offset_,
-                              const c10::optional<at::Tensor>& mask_, const c10::optional<at::Tensor>& bias,
+at::Tensor deform_conv2d_cuda(const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
+                              const c10::optional<at::Tensor>& mask, const c10::optional<at::Tensor>& bias,
                               int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h,
                               int64_t dil_w, int64_t groups, int64_t deform_groups) {
-  check_deform_args("deform_conv2d", input_, weight_, offset_, mask_, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
+  check_deform_args("deform_conv2d", input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w, dil_h,
                     dil_w, groups, deform_groups);
-  check_cuda("deform_conv2d", {&input_, &weight_, &offset_});
-  const c10::cuda::CUDAGuard guard(input_.device());
-  const at::Tensor input = input_.contiguous(), weight = weight_.contiguous(), offset = offset_.contiguous();
-  const bool use_mask = mask_.has_value() && mask_->defined();
-  const at::Tensor mask = use_mask ? mask_->contiguous() : at::Tensor();
-  const DeformShape s = deform_shape(input, weight, offset, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-                                     deform_groups);
-  const int64_t batch = input.size(0), c_out = weight.size(0), taps = s.kernel_h * s.kernel_w;
-  const int64_t L = s.out_h * s.out_w, cols = s.channels * taps * L;
-  at::Tensor out = at::zeros({batch, c_out, s.out_h, s.out_w}, input.options());
-  if (out.numel() > 0 && input.numel() > 0) {
-    at::Tensor columns = at::empty({s.channels * taps, L}, input.options());
-    const at::Tensor w = weight.view({groups, c_out / groups, (s.channels / groups) * taps});
-    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_conv2d_cuda", [&] {
-      for (int64_t b = 0; b < batch; ++b) {
-        deform_im2col_kernel<scalar_t><<<blocks_for(cols), kThreads, 0, current_stream()>>>(
-            cols, input[b].data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(),
-            use_mask ? mask[b].data_ptr<scalar_t>() : nullptr, s, columns.data_ptr<scalar_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
-        at::Tensor ob = out[b].view({groups, c_out / groups, L});
-        at::bmm_out(ob, w, columns.view({groups, (s.channels / groups) * taps, L}));
-      }
-    });
-  }
-  if (bias.has_value() && bias->defined()) out.add_(bias->view({1, c_out, 1, 1}));
-  return out;
+  check_cuda("deform_conv2d", {&input, &weight, &offset});
+  const c10::cuda::CUDAGuard guard(input.device());
+  const DeformProblem p(input, weight, offset, mask, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                        deform_groups);
+  return deform_conv2d_forward(p, bias, CudaDeformKernels{});
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> deform_conv2d_backward_cuda(
-    const at::Tensor& grad_, const at::Tensor& input_, const at::Tensor& weight_, const at::Tensor& offset_,
-    const c10::optional<at::Tensor>& mask_, const c10::optional<at::Tensor>& bias, int64_t stride_h,
+    const at::Tensor& grad, const at::Tensor& input, const at::Tensor& weight, const at::Tensor& offset,
+    const c10::optional<at::Tensor>& mask, const c10::optional<at::Tensor>& bias, int64_t stride_h,
     int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t dil_h, int64_t dil_w, int64_t groups,
     int64_t deform_groups) {
-  check_deform_args("deform_conv2d backward", input_, weight_, offset_, mask_, bias, stride_h, stride_w, pad_h, pad_w,
+  check_deform_args("deform_conv2d backward", input, weight, offset, mask, bias, stride_h, stride_w, pad_h, pad_w,
                     dil_h, dil_w, groups, deform_groups);
-  check_cuda("deform_conv2d backward", {&grad_, &input_, &weight_, &offset_});
-  const c10::cuda::CUDAGuard guard(input_.device());
-  const at::Tensor grad = grad_.contiguous(), input = input_.contiguous(), weight = weight_.contiguous(),
-                   offset = offset_.contiguous();
-  const bool use_mask = mask_.has_value() && mask_->defined();
-  const at::Tensor mask = use_mask ? mask_->contiguous() : at::Tensor();
-  const DeformShape s = deform_shape(input, weight, offset, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
-                                     deform_groups);
-  const int64_t batch = input.size(0), c_out = weight.size(0), taps = s.kernel_h * s.kernel_w;
-  const int64_t L = s.out_h * s.out_w, cg_k = (s.channels / groups) * taps;
-  const int64_t cols = s.channels * taps * L, coord = deform_groups * taps * L;
-  at::Tensor grad_input = at::zeros_like(input);
-  at::Tensor grad_offset = at::zeros_like(offset);
-  at::Tensor grad_mask = use_mask ? at::zeros_like(mask) : at::zeros({0}, input.options());
-  at::Tensor grad_weight = at::zeros_like(weight);
-  at::Tensor grad_bias = at::zeros({c_out}, input.options());
-  if (grad.numel() == 0 || input.numel() == 0) return {grad_input, grad_weight, grad_offset, grad_mask, grad_bias};
-  grad_bias = grad.sum({0, 2, 3});
-  at::Tensor columns = at::empty({s.channels * taps, L}, input.options());
-  at::Tensor grad_cols = at::empty({s.channels * taps, L}, input.options());
-  const at::Tensor w = weight.view({groups, c_out / groups, cg_k});
-  at::Tensor gw = grad_weight.view({groups, c_out / groups, cg_k});
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_conv2d_backward_cuda", [&] {
-    for (int64_t b = 0; b < batch; ++b) {
-      const at::Tensor gb = grad[b].view({groups, c_out / groups, L});
-      at::Tensor gcv = grad_cols.view({groups, cg_k, L});
-      at::bmm_out(gcv, w.transpose(1, 2), gb);
-      const scalar_t* m = use_mask ? mask[b].data_ptr<scalar_t>() : nullptr;
-      deform_col2im_kernel<scalar_t><<<blocks_for(cols), kThreads, 0, current_stream()>>>(
-          cols, grad_cols.data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(), m, s,
-          grad_input[b].data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      deform_col2im_coord_kernel<scalar_t><<<blocks_for(coord), kThreads, 0, current_stream()>>>(
-          coord, grad_cols.data_ptr<scalar_t>(), input[b].data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(), m, s,
-          grad_offset[b].data_ptr<scalar_t>(), use_mask ? grad_mask[b].data_ptr<scalar_t>() : nullptr);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      deform_im2col_kernel<scalar_t><<<blocks_for(cols), kThreads, 0, current_stream()>>>(
-          cols, input[b].data_ptr<scalar_t>(), offset[b].data_ptr<scalar_t>(), m, s, columns.data_ptr<scalar_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      gw.baddbmm_(gb, columns.view({groups, cg_k, L}).transpose(1, 2));
-    }
-  });
-  return {grad_input, grad_weight, grad_offset, grad_mask, grad_bias};
+  check_cuda("deform_conv2d backward", {&grad, &input, &weight, &offset});
+  const c10::cuda::CUDAGuard guard(input.device());
+  const DeformProblem p(input, weight, offset, mask, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups,
+                        deform_groups);
+  return deform_conv2d_backward(grad, p, CudaDeformKernels{});
 }
 
 at::Tensor sigmoid_focal_loss_cuda(const at::Tensor& logits_, const at::Tensor& targets_,
