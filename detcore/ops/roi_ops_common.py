@@ -27,6 +27,13 @@ def check_roi_inputs(op: str, input: Tensor, rois: Tensor) -> torch.dtype:
     check_same(op, "input", input, "rois", rois, dtype=False)
     dtype = compute_dtype(op, [("input", input), ("rois", rois)])
     if rois.shape[0] and rois.device.type == "cpu" and not torch.compiler.is_compiling():
+        bad = ~torch.isfinite(rois).all(dim=1)
+        if bool(bad.any()):
+            row = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"{op}: 'rois' must be finite, got {rois[row].tolist()} at row {row} "
+                "(NaN or inf boxes usually mean the training diverged)"
+            )
         b = rois[:, 0]
         if bool(((b < 0) | (b >= input.shape[0]) | (b != b.floor())).any()):
             raise ValueError(

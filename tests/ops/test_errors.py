@@ -90,6 +90,41 @@ def test_env_var_validation(monkeypatch):
         assert ops.backend() == "native"
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_rois_are_refused(backend, bad):
+    x = torch.randn(1, 2, 8, 8)
+    rois = torch.tensor([[0, 1, 1, 5, 5], [0, 2, bad, 6, 6.0]])
+    for fn in (ops.roi_align, ops.roi_pool):
+        with pytest.raises(ValueError, match=r"'rois' must be finite, got .* at row 1"):
+            fn(x, rois, 2)
+
+
+def test_native_kernels_survive_nan_inputs():
+    """Called directly (no front checks), NaN rois or offsets must not index outside the feature map."""
+    if not ops.native_available():
+        pytest.skip("detcore_native is not installed")
+    x = torch.randn(1, 2, 8, 8)
+    nan = float("nan")
+    rois = torch.tensor([[0, nan, 1, 5, 5], [0, 1, 1, nan, nan], [0, -1e30, -1e30, 1e30, 1e30]])
+    for sampling_ratio in (0, 2):
+        out = torch.ops.detcore.roi_align(x, rois, 1.0, 2, 2, sampling_ratio, True)
+        assert torch.equal(out, torch.zeros_like(out))  # every sample is outside the map
+    off = torch.zeros(1, 18, 6, 6)
+    off[0, 0, 2, 3] = nan  # tap 0's dy at output (2, 3)
+    w = torch.randn(3, 2, 3, 3)
+    x.requires_grad_()
+    off.requires_grad_()
+    out = ops.deform_conv2d(x, off, w)
+    want_nan = torch.zeros(1, 3, 6, 6, dtype=torch.bool)
+    want_nan[0, :, 2, 3] = True  # NaN propagates to that output position only, as in the reference
+    assert torch.equal(out.isnan(), want_nan)
+    out.sum().backward()
+    # the NaN position scatters nothing to the input (as in the reference); its offset gradients (dy and dx
+    # of that tap) are NaN, every other one stays finite
+    assert not x.grad.isnan().any()
+    assert off.grad.isnan().nonzero().tolist() == [[0, 0, 2, 3], [0, 1, 2, 3]]
+
+
 def test_native_ops_check_arguments_directly():
     """The compiled ops validate their arguments too (callers may use torch.ops.detcore directly)."""
     if not ops.native_available():

@@ -14,12 +14,23 @@ struct BilinearGrad {
   T value, dy, dx;
 };
 
+// A NaN sampling position (diverged offsets) must not reach the float -> int casts below, whose result
+// would index far outside the plane; it yields NaN instead, as the PyTorch reference does.
+template <typename T>
+DETCORE_HD bool dcn_is_nan(T y, T x) {
+  return y != y || x != x;
+}
+
 // Value and d/dy, d/dx of the bilinear interpolation of `plane` (H, W) at (y, x); corners outside the
 // map count as zero.
 template <typename T>
 DETCORE_HD BilinearGrad<T> dcn_bilinear(const T* plane, int64_t height, int64_t width, T y, T x) {
   BilinearGrad<T> r;
   r.value = r.dy = r.dx = (T)0;
+  if (dcn_is_nan(y, x)) {
+    r.value = r.dy = r.dx = y + x;
+    return r;
+  }
   if (y <= (T)-1 || y >= (T)height || x <= (T)-1 || x >= (T)width) return r;
   const int64_t y0 = (int64_t)floor(y), x0 = (int64_t)floor(x);
   const int64_t y1 = y0 + 1, x1 = x0 + 1;
@@ -37,6 +48,7 @@ DETCORE_HD BilinearGrad<T> dcn_bilinear(const T* plane, int64_t height, int64_t 
 
 template <typename T>
 DETCORE_HD T dcn_bilinear_value(const T* plane, int64_t height, int64_t width, T y, T x) {
+  if (dcn_is_nan(y, x)) return y + x;
   if (y <= (T)-1 || y >= (T)height || x <= (T)-1 || x >= (T)width) return (T)0;
   const int64_t y0 = (int64_t)floor(y), x0 = (int64_t)floor(x);
   const int64_t y1 = y0 + 1, x1 = x0 + 1;
@@ -49,7 +61,8 @@ DETCORE_HD T dcn_bilinear_value(const T* plane, int64_t height, int64_t width, T
   return hy * hx * v1 + hy * lx * v2 + ly * hx * v3 + ly * lx * v4;
 }
 
-// Corner offsets and weights for scattering a gradient back to the input plane (invalid corners: -1).
+// Corner offsets and weights for scattering a gradient back to the input plane (invalid corners: -1). A NaN
+// position scatters nothing, as in the reference (its value and offset gradient are NaN instead).
 template <typename T>
 struct ScatterTaps {
   int64_t p[4];
@@ -63,6 +76,7 @@ DETCORE_HD ScatterTaps<T> dcn_scatter_taps(int64_t height, int64_t width, T y, T
     s.p[i] = -1;
     s.w[i] = (T)0;
   }
+  if (dcn_is_nan(y, x)) return s;
   if (y <= (T)-1 || y >= (T)height || x <= (T)-1 || x >= (T)width) return s;
   const int64_t y0 = (int64_t)floor(y), x0 = (int64_t)floor(x);
   const int64_t y1 = y0 + 1, x1 = x0 + 1;

@@ -15,11 +15,12 @@ struct BilinearTaps {
   T w1, w2, w3, w4;
 };
 
-// Samples outside [-1, H] x [-1, W] contribute zero; the others are clamped into the map.
+// Samples outside [-1, H] x [-1, W] contribute zero; the others are clamped into the map. Written so that a
+// NaN coordinate counts as outside: it must never reach the float -> int casts below.
 template <typename T>
 DETCORE_HD BilinearTaps<T> roi_align_taps(int64_t height, int64_t width, T y, T x) {
   BilinearTaps<T> t;
-  if (y < (T)-1.0 || y > (T)height || x < (T)-1.0 || x > (T)width) {
+  if (!(y >= (T)-1.0 && y <= (T)height && x >= (T)-1.0 && x <= (T)width)) {
     t.p1 = t.p2 = t.p3 = t.p4 = 0;
     t.w1 = t.w2 = t.w3 = t.w4 = (T)0;
     return t;
@@ -63,6 +64,15 @@ struct RoiGeometry {
   T count;
 };
 
+// Samples per bin for sampling_ratio 0: ceil(roi_size / pooled), 0 for empty, negative or NaN sizes, and
+// capped so that an absurd roi (a diverged box) cannot overflow the int conversion.
+template <typename T>
+DETCORE_HD int64_t adaptive_grid(T roi_size, int64_t pooled) {
+  const T g = ceil(roi_size / (T)pooled);
+  if (!(g > (T)0)) return 0;
+  return g < (T)65536 ? (int64_t)g : 65536;
+}
+
 template <typename T>
 DETCORE_HD RoiGeometry<T> roi_align_geometry(const T* roi, T spatial_scale, int64_t pooled_h, int64_t pooled_w,
                                              int64_t sampling_ratio, bool aligned) {
@@ -79,10 +89,8 @@ DETCORE_HD RoiGeometry<T> roi_align_geometry(const T* roi, T spatial_scale, int6
   }
   g.bin_h = roi_h / (T)pooled_h;
   g.bin_w = roi_w / (T)pooled_w;
-  g.grid_h = sampling_ratio > 0 ? sampling_ratio : (int64_t)ceil(roi_h / (T)pooled_h);
-  g.grid_w = sampling_ratio > 0 ? sampling_ratio : (int64_t)ceil(roi_w / (T)pooled_w);
-  if (g.grid_h < 0) g.grid_h = 0;
-  if (g.grid_w < 0) g.grid_w = 0;
+  g.grid_h = sampling_ratio > 0 ? sampling_ratio : adaptive_grid(roi_h, pooled_h);
+  g.grid_w = sampling_ratio > 0 ? sampling_ratio : adaptive_grid(roi_w, pooled_w);
   const int64_t n = g.grid_h * g.grid_w;
   g.count = (T)(n > 1 ? n : 1);
   return g;

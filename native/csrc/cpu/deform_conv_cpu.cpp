@@ -47,9 +47,11 @@ SamplingTable<T> build_sampling_table(const T* offset, const T* mask, const Defo
         const T x = static_cast<T>(wo * s.stride_w - s.pad_w + j * s.dil_w) + off_x[l];
         const ScatterTaps<T> t = dcn_scatter_taps(s.height, s.width, y, x);
         const T mv = m ? m[l] : T(1);
+        const T nan = y + x;  // NaN positions sample NaN (weight NaN on a safe index) and scatter nothing
+        const bool is_nan = dcn_is_nan(y, x);
         for (int q = 0; q < 4; ++q) {
           idx[4 * l + q] = t.p[q] >= 0 ? static_cast<int32_t>(t.p[q]) : 0;
-          wt[4 * l + q] = t.p[q] >= 0 ? t.w[q] * mv : T(0);
+          wt[4 * l + q] = is_nan ? nan : t.p[q] >= 0 ? t.w[q] * mv : T(0);
         }
       }
     }
@@ -103,7 +105,8 @@ void deform_col2im(const T* grad_cols, const SamplingTable<T>& table, const Defo
                            T* plane = grad_input + c * hw;
                            const T* gc = grad_cols + (c * taps + k) * L;
                            for (int64_t l = l0; l < l1; ++l, idx += 4, wt += 4)
-                             for (int q = 0; q < 4; ++q) plane[idx[q]] += wt[q] * gc[l];
+                             for (int q = 0; q < 4; ++q)
+                               if (wt[q] == wt[q]) plane[idx[q]] += wt[q] * gc[l];  // skip NaN positions
                          });
   });
 }
@@ -137,12 +140,13 @@ void deform_col2im_coord(const T* grad_cols, const T* input, const T* offset, co
         const T ly = inside ? y - std::floor(y) : T(0), lx = inside ? x - std::floor(x) : T(0);
         const T hy = T(1) - ly, hx = T(1) - lx;
         const T dy[4] = {-hx, -lx, hx, lx}, dx[4] = {-hy, hy, -ly, ly};
+        const bool is_nan = dcn_is_nan(y, x);  // NaN position: NaN offset and mask gradients
         for (int q = 0; q < 4; ++q) {
           const bool valid = t.p[q] >= 0;
           idx[4 * b + q] = valid ? static_cast<int32_t>(t.p[q]) : 0;
-          cv[4 * b + q] = valid ? t.w[q] : T(0);
-          cy[4 * b + q] = valid ? dy[q] : T(0);
-          cx[4 * b + q] = valid ? dx[q] : T(0);
+          cv[4 * b + q] = is_nan ? y + x : valid ? t.w[q] : T(0);
+          cy[4 * b + q] = is_nan ? y + x : valid ? dy[q] : T(0);
+          cx[4 * b + q] = is_nan ? y + x : valid ? dx[q] : T(0);
         }
         sy[b] = sx[b] = sm[b] = T(0);
       }

@@ -43,11 +43,11 @@ struct AxisTap {
   bool valid;
 };
 
-// Same clamping as roi_align_taps(), for one coordinate.
+// Same clamping as roi_align_taps(), for one coordinate (NaN counts as outside).
 template <typename T>
 AxisTap<T> axis_tap(T v, int64_t size, int64_t stride) {
   AxisTap<T> t{0, 0, T(0), T(0), false};
-  if (v < T(-1) || v > static_cast<T>(size)) return t;
+  if (!(v >= T(-1) && v <= static_cast<T>(size))) return t;
   if (v <= T(0)) v = T(0);
   int64_t low = static_cast<int64_t>(v), high;
   if (low >= size - 1) {
