@@ -19,6 +19,22 @@ def _shape_weight(weight: torch.Tensor | None, loss: torch.Tensor) -> torch.Tens
     return weight.view(loss.size(0), -1)
 
 
+def _binary_focal(
+    prob: torch.Tensor,
+    bce: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    gamma: float,
+    alpha: float,
+    reduction: str,
+    avg_factor: float | None,
+) -> torch.Tensor:
+    """Scale the per-element binary cross-entropy ``bce`` by ``alpha_t (1 - p_t)^gamma`` and reduce."""
+    pt = (1 - prob) * target + prob * (1 - target)
+    focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
+    return weight_reduce_loss(bce * focal_weight, _shape_weight(weight, bce), reduction, avg_factor)
+
+
 def py_sigmoid_focal_loss(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -29,12 +45,9 @@ def py_sigmoid_focal_loss(
     avg_factor: float | None = None,
 ) -> torch.Tensor:
     """Focal loss of logits ``(N, C)`` against binary targets ``(N, C)`` (pure PyTorch)."""
-    pred_sigmoid = pred.sigmoid()
     target = target.type_as(pred)
-    pt = (1 - pred_sigmoid) * target + pred_sigmoid * (1 - target)
-    focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
-    loss = F.binary_cross_entropy_with_logits(pred, target, reduction="none") * focal_weight
-    return weight_reduce_loss(loss, _shape_weight(weight, loss), reduction, avg_factor)
+    bce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
+    return _binary_focal(pred.sigmoid(), bce, target, weight, gamma, alpha, reduction, avg_factor)
 
 
 def py_focal_loss_with_prob(
@@ -50,10 +63,8 @@ def py_focal_loss_with_prob(
     if pred.dim() != target.dim():
         target = F.one_hot(target, num_classes=pred.size(1) + 1)[:, : pred.size(1)]
     target = target.type_as(pred)
-    pt = (1 - pred) * target + pred * (1 - target)
-    focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
-    loss = F.binary_cross_entropy(pred, target, reduction="none") * focal_weight
-    return weight_reduce_loss(loss, _shape_weight(weight, loss), reduction, avg_factor)
+    bce = F.binary_cross_entropy(pred, target, reduction="none")
+    return _binary_focal(pred, bce, target, weight, gamma, alpha, reduction, avg_factor)
 
 
 def sigmoid_focal_loss(

@@ -125,6 +125,21 @@ class AnchorGenerator:
             for i, base in enumerate(self.base_sizes)
         ]
 
+    def _anchor_sizes(
+        self, base_size: float, scales: torch.Tensor, ratios: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Widths and heights ``(R * S,)`` of a level's anchors (ratio ``h / w``, area ``(base * scale)^2``),
+        flattened from a (ratio, scale) grid when ``scale_major`` is set, else from a (scale, ratio) grid."""
+        h_ratios = torch.sqrt(ratios)
+        w_ratios = 1 / h_ratios
+        if self.scale_major:
+            ws = (base_size * w_ratios[:, None] * scales[None, :]).view(-1)
+            hs = (base_size * h_ratios[:, None] * scales[None, :]).view(-1)
+        else:
+            ws = (base_size * scales[:, None] * w_ratios[None, :]).view(-1)
+            hs = (base_size * scales[:, None] * h_ratios[None, :]).view(-1)
+        return ws, hs
+
     def gen_single_level_base_anchors(
         self,
         base_size: float,
@@ -137,14 +152,7 @@ class AnchorGenerator:
             x_center, y_center = self.center_offset * w, self.center_offset * h
         else:
             x_center, y_center = center
-        h_ratios = torch.sqrt(ratios)
-        w_ratios = 1 / h_ratios
-        if self.scale_major:
-            ws = (w * w_ratios[:, None] * scales[None, :]).view(-1)
-            hs = (h * h_ratios[:, None] * scales[None, :]).view(-1)
-        else:
-            ws = (w * scales[:, None] * w_ratios[None, :]).view(-1)
-            hs = (h * scales[:, None] * h_ratios[None, :]).view(-1)
+        ws, hs = self._anchor_sizes(base_size, scales, ratios)
         return torch.stack(
             [x_center - 0.5 * ws, y_center - 0.5 * hs, x_center + 0.5 * ws, y_center + 0.5 * hs], dim=-1
         )
@@ -230,14 +238,7 @@ class LegacyAnchorGenerator(AnchorGenerator):
             x_center, y_center = self.center_offset * (w - 1), self.center_offset * (h - 1)
         else:
             x_center, y_center = center
-        h_ratios = torch.sqrt(ratios)
-        w_ratios = 1 / h_ratios
-        if self.scale_major:
-            ws = (w * w_ratios[:, None] * scales[None, :]).view(-1)
-            hs = (h * h_ratios[:, None] * scales[None, :]).view(-1)
-        else:
-            ws = (w * scales[:, None] * w_ratios[None, :]).view(-1)
-            hs = (h * scales[:, None] * h_ratios[None, :]).view(-1)
+        ws, hs = self._anchor_sizes(base_size, scales, ratios)
         return torch.stack(
             [
                 x_center - 0.5 * (ws - 1),
