@@ -109,6 +109,9 @@ def test_native_kernels_survive_nan_inputs():
     for sampling_ratio in (0, 2):
         out = torch.ops.detcore.roi_align(x, rois, 1.0, 2, 2, sampling_ratio, True)
         assert torch.equal(out, torch.zeros_like(out))  # every sample is outside the map
+    pooled, argmax = torch.ops.detcore.roi_pool(x, rois, 1.0, 2, 2)
+    assert pooled.shape == (3, 2, 2, 2) and bool(torch.isfinite(pooled).all())
+    assert bool(((argmax >= -1) & (argmax < 64)).all())  # indices stay inside the 8x8 plane
     off = torch.zeros(1, 18, 6, 6)
     off[0, 0, 2, 3] = nan  # tap 0's dy at output (2, 3)
     w = torch.randn(3, 2, 3, 3)

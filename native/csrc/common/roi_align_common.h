@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "index_cast.h"
 #include "macros.h"
 
 namespace detcore {
@@ -77,7 +78,7 @@ template <typename T>
 DETCORE_HD RoiGeometry<T> roi_align_geometry(const T* roi, T spatial_scale, int64_t pooled_h, int64_t pooled_w,
                                              int64_t sampling_ratio, bool aligned) {
   RoiGeometry<T> g;
-  g.batch = (int64_t)roi[0];
+  g.batch = to_index(roi[0]);
   const T offset = aligned ? (T)0.5 : (T)0.0;
   g.start_w = roi[1] * spatial_scale - offset;
   g.start_h = roi[2] * spatial_scale - offset;

@@ -344,20 +344,20 @@ struct PoolBin {
 template <typename T>
 void roi_pool_bins(const T* roi, T scale, int64_t height, int64_t width, int64_t pooled_h, int64_t pooled_w,
                    std::vector<PoolBin>& bins) {
-  const int64_t sw = static_cast<int64_t>(std::round(roi[1] * scale));
-  const int64_t sh = static_cast<int64_t>(std::round(roi[2] * scale));
-  const int64_t ew = static_cast<int64_t>(std::round(roi[3] * scale));
-  const int64_t eh = static_cast<int64_t>(std::round(roi[4] * scale));
+  const int64_t sw = to_index(std::round(roi[1] * scale));
+  const int64_t sh = to_index(std::round(roi[2] * scale));
+  const int64_t ew = to_index(std::round(roi[3] * scale));
+  const int64_t eh = to_index(std::round(roi[4] * scale));
   const T bin_h = static_cast<T>(std::max<int64_t>(eh - sh + 1, 1)) / static_cast<T>(pooled_h);
   const T bin_w = static_cast<T>(std::max<int64_t>(ew - sw + 1, 1)) / static_cast<T>(pooled_w);
   bins.resize(pooled_h * pooled_w);
   for (int64_t ph = 0; ph < pooled_h; ++ph)
     for (int64_t pw = 0; pw < pooled_w; ++pw) {
       PoolBin& b = bins[ph * pooled_w + pw];
-      b.hstart = std::min(std::max<int64_t>(static_cast<int64_t>(std::floor(static_cast<T>(ph) * bin_h)) + sh, 0), height);
-      b.hend = std::min(std::max<int64_t>(static_cast<int64_t>(std::ceil(static_cast<T>(ph + 1) * bin_h)) + sh, 0), height);
-      b.wstart = std::min(std::max<int64_t>(static_cast<int64_t>(std::floor(static_cast<T>(pw) * bin_w)) + sw, 0), width);
-      b.wend = std::min(std::max<int64_t>(static_cast<int64_t>(std::ceil(static_cast<T>(pw + 1) * bin_w)) + sw, 0), width);
+      b.hstart = std::min(std::max<int64_t>(to_index(std::floor(static_cast<T>(ph) * bin_h)) + sh, 0), height);
+      b.hend = std::min(std::max<int64_t>(to_index(std::ceil(static_cast<T>(ph + 1) * bin_h)) + sh, 0), height);
+      b.wstart = std::min(std::max<int64_t>(to_index(std::floor(static_cast<T>(pw) * bin_w)) + sw, 0), width);
+      b.wend = std::min(std::max<int64_t>(to_index(std::ceil(static_cast<T>(pw + 1) * bin_w)) + sw, 0), width);
     }
 }
 
@@ -370,7 +370,7 @@ void roi_pool_forward_impl(const T* input, const T* rois, T* out, int64_t* argma
     std::vector<PoolBin> bins;
     for (int64_t n = begin; n < end; ++n) {
       const T* roi = rois + 5 * n;
-      const int64_t b = static_cast<int64_t>(roi[0]);
+      const int64_t b = to_index(roi[0]);
       T* o = out + n * channels * nb;
       int64_t* a = argmax + n * channels * nb;
       if (b < 0 || b >= batch) {
@@ -477,7 +477,7 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad_, const at::Tensor& rois
     scalar_t* gi = grad_input.data_ptr<scalar_t>();
     at::parallel_for(0, channels, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t n = 0; n < k; ++n) {
-        const int64_t b = static_cast<int64_t>(r[5 * n]);
+        const int64_t b = to_index(r[5 * n]);
         if (b < 0 || b >= batch) continue;
         for (int64_t c = c0; c < c1; ++c) {
           scalar_t* plane = gi + (b * channels + c) * height * width;

@@ -72,20 +72,20 @@ __global__ void roi_pool_forward_kernel(int64_t total, const T* __restrict__ inp
     const int64_t pw = idx % pooled_w, ph = (idx / pooled_w) % pooled_h;
     const int64_t c = (idx / pooled_w / pooled_h) % channels, n = idx / pooled_w / pooled_h / channels;
     const T* roi = rois + 5 * n;
-    const int64_t b = (int64_t)roi[0];
+    const int64_t b = to_index(roi[0]);
     if (b < 0 || b >= batch) {
       out[idx] = (T)0;
       argmax[idx] = -1;
       continue;
     }
-    const int64_t sw = (int64_t)round(roi[1] * scale), sh = (int64_t)round(roi[2] * scale);
-    const int64_t ew = (int64_t)round(roi[3] * scale), eh = (int64_t)round(roi[4] * scale);
+    const int64_t sw = to_index(round(roi[1] * scale)), sh = to_index(round(roi[2] * scale));
+    const int64_t ew = to_index(round(roi[3] * scale)), eh = to_index(round(roi[4] * scale));
     const T bin_h = (T)max(eh - sh + 1, (int64_t)1) / (T)pooled_h;
     const T bin_w = (T)max(ew - sw + 1, (int64_t)1) / (T)pooled_w;
-    const int64_t hs = min(max((int64_t)floor((T)ph * bin_h) + sh, (int64_t)0), height);
-    const int64_t he = min(max((int64_t)ceil((T)(ph + 1) * bin_h) + sh, (int64_t)0), height);
-    const int64_t ws = min(max((int64_t)floor((T)pw * bin_w) + sw, (int64_t)0), width);
-    const int64_t we = min(max((int64_t)ceil((T)(pw + 1) * bin_w) + sw, (int64_t)0), width);
+    const int64_t hs = min(max(to_index(floor((T)ph * bin_h)) + sh, (int64_t)0), height);
+    const int64_t he = min(max(to_index(ceil((T)(ph + 1) * bin_h)) + sh, (int64_t)0), height);
+    const int64_t ws = min(max(to_index(floor((T)pw * bin_w)) + sw, (int64_t)0), width);
+    const int64_t we = min(max(to_index(ceil((T)(pw + 1) * bin_w)) + sw, (int64_t)0), width);
     const T* plane = input + (b * channels + c) * height * width;
     T best = (T)0;
     int64_t arg = -1;
@@ -109,7 +109,7 @@ __global__ void roi_pool_backward_kernel(int64_t total, const T* __restrict__ gr
                                          int64_t pooled_h, int64_t pooled_w) {
   DETCORE_CUDA_LOOP(idx, total) {
     const int64_t c = (idx / pooled_w / pooled_h) % channels, n = idx / pooled_w / pooled_h / channels;
-    const int64_t b = (int64_t)rois[5 * n];
+    const int64_t b = to_index(rois[5 * n]);
     if (b < 0 || b >= batch || argmax[idx] < 0) continue;
     atomicAdd(grad_input + (b * channels + c) * height * width + argmax[idx], grad[idx]);
   }
