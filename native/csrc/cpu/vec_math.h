@@ -9,8 +9,8 @@
 #include <string.h>
 
 // Hot float loops are compiled twice, for AVX2+FMA (x86-64-v3) and for the baseline, and the loader
-// picks one for the running CPU.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// picks one for the running CPU (an ifunc, hence glibc only).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__GLIBC__)
 #define DETCORE_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define DETCORE_CPU_CLONES
