@@ -15,78 +15,69 @@ struct BilinearGrad {
 };
 
 // A NaN sampling position (diverged offsets) must not reach the float -> int casts below, whose result
-// would index far outside the plane; it yields NaN instead, as the PyTorch reference does.
+// would index far outside the plane; its value and derivatives are NaN instead, and it scatters nothing,
+// as in the PyTorch reference.
 template <typename T>
 DETCORE_HD bool dcn_is_nan(T y, T x) {
   return y != y || x != x;
 }
 
-// Value and d/dy, d/dx of the bilinear interpolation of `plane` (H, W) at (y, x); corners outside the
-// map count as zero.
+// The four corners of the bilinear sample at (y, x) in an (H, W) plane, as the deformable convolutions
+// use them: flat index into the plane (-1 for a corner outside the map, which counts as zero), weight, and
+// the weight's derivatives with respect to y and x. A position on or beyond the border band
+// (-1, H) x (-1, W), or a NaN one, has no corners (callers that propagate NaN test dcn_is_nan first).
 template <typename T>
-DETCORE_HD BilinearGrad<T> dcn_bilinear(const T* plane, int64_t height, int64_t width, T y, T x) {
-  BilinearGrad<T> r;
-  r.value = r.dy = r.dx = (T)0;
-  if (dcn_is_nan(y, x)) {
-    r.value = r.dy = r.dx = y + x;
-    return r;
+struct BilinearCorners {
+  int64_t p[4];
+  T w[4], dy[4], dx[4];
+};
+
+template <typename T>
+DETCORE_HD BilinearCorners<T> dcn_corners(int64_t height, int64_t width, T y, T x) {
+  BilinearCorners<T> c;
+  for (int q = 0; q < 4; ++q) {
+    c.p[q] = -1;
+    c.w[q] = c.dy[q] = c.dx[q] = (T)0;
   }
-  if (y <= (T)-1 || y >= (T)height || x <= (T)-1 || x >= (T)width) return r;
+  if (dcn_is_nan(y, x) || y <= (T)-1 || y >= (T)height || x <= (T)-1 || x >= (T)width) return c;
   const int64_t y0 = (int64_t)floor(y), x0 = (int64_t)floor(x);
   const int64_t y1 = y0 + 1, x1 = x0 + 1;
   const T ly = y - (T)y0, lx = x - (T)x0;
   const T hy = (T)1 - ly, hx = (T)1 - lx;
-  const T v1 = (y0 >= 0 && x0 >= 0) ? plane[y0 * width + x0] : (T)0;
-  const T v2 = (y0 >= 0 && x1 < width) ? plane[y0 * width + x1] : (T)0;
-  const T v3 = (y1 < height && x0 >= 0) ? plane[y1 * width + x0] : (T)0;
-  const T v4 = (y1 < height && x1 < width) ? plane[y1 * width + x1] : (T)0;
-  r.value = hy * hx * v1 + hy * lx * v2 + ly * hx * v3 + ly * lx * v4;
-  r.dy = -hx * v1 - lx * v2 + hx * v3 + lx * v4;
-  r.dx = -hy * v1 + hy * v2 - ly * v3 + ly * v4;
+  const bool inside[4] = {y0 >= 0 && x0 >= 0, y0 >= 0 && x1 < width, y1 < height && x0 >= 0,
+                          y1 < height && x1 < width};
+  const int64_t p[4] = {y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1};
+  const T w[4] = {hy * hx, hy * lx, ly * hx, ly * lx};
+  const T dy[4] = {-hx, -lx, hx, lx};
+  const T dx[4] = {-hy, hy, -ly, ly};
+  for (int q = 0; q < 4; ++q) {
+    if (!inside[q]) continue;
+    c.p[q] = p[q];
+    c.w[q] = w[q];
+    c.dy[q] = dy[q];
+    c.dx[q] = dx[q];
+  }
+  return c;
+}
+
+// Value and d/dy, d/dx of the bilinear interpolation of `plane` (H, W) at (y, x).
+template <typename T>
+DETCORE_HD BilinearGrad<T> dcn_bilinear(const T* plane, int64_t height, int64_t width, T y, T x) {
+  BilinearGrad<T> r;
+  r.value = r.dy = r.dx = dcn_is_nan(y, x) ? y + x : (T)0;
+  const BilinearCorners<T> c = dcn_corners(height, width, y, x);
+  for (int q = 0; q < 4; ++q) {
+    const T v = c.p[q] >= 0 ? plane[c.p[q]] : (T)0;
+    r.value += c.w[q] * v;
+    r.dy += c.dy[q] * v;
+    r.dx += c.dx[q] * v;
+  }
   return r;
 }
 
 template <typename T>
 DETCORE_HD T dcn_bilinear_value(const T* plane, int64_t height, int64_t width, T y, T x) {
-  if (dcn_is_nan(y, x)) return y + x;
-  if (y <= (T)-1 || y >= (T)height || x <= (T)-1 || x >= (T)width) return (T)0;
-  const int64_t y0 = (int64_t)floor(y), x0 = (int64_t)floor(x);
-  const int64_t y1 = y0 + 1, x1 = x0 + 1;
-  const T ly = y - (T)y0, lx = x - (T)x0;
-  const T hy = (T)1 - ly, hx = (T)1 - lx;
-  const T v1 = (y0 >= 0 && x0 >= 0) ? plane[y0 * width + x0] : (T)0;
-  const T v2 = (y0 >= 0 && x1 < width) ? plane[y0 * width + x1] : (T)0;
-  const T v3 = (y1 < height && x0 >= 0) ? plane[y1 * width + x0] : (T)0;
-  const T v4 = (y1 < height && x1 < width) ? plane[y1 * width + x1] : (T)0;
-  return hy * hx * v1 + hy * lx * v2 + ly * hx * v3 + ly * lx * v4;
-}
-
-// Corner offsets and weights for scattering a gradient back to the input plane (invalid corners: -1). A NaN
-// position scatters nothing, as in the reference (its value and offset gradient are NaN instead).
-template <typename T>
-struct ScatterTaps {
-  int64_t p[4];
-  T w[4];
-};
-
-template <typename T>
-DETCORE_HD ScatterTaps<T> dcn_scatter_taps(int64_t height, int64_t width, T y, T x) {
-  ScatterTaps<T> s;
-  for (int i = 0; i < 4; ++i) {
-    s.p[i] = -1;
-    s.w[i] = (T)0;
-  }
-  if (dcn_is_nan(y, x)) return s;
-  if (y <= (T)-1 || y >= (T)height || x <= (T)-1 || x >= (T)width) return s;
-  const int64_t y0 = (int64_t)floor(y), x0 = (int64_t)floor(x);
-  const int64_t y1 = y0 + 1, x1 = x0 + 1;
-  const T ly = y - (T)y0, lx = x - (T)x0;
-  const T hy = (T)1 - ly, hx = (T)1 - lx;
-  if (y0 >= 0 && x0 >= 0) { s.p[0] = y0 * width + x0; s.w[0] = hy * hx; }
-  if (y0 >= 0 && x1 < width) { s.p[1] = y0 * width + x1; s.w[1] = hy * lx; }
-  if (y1 < height && x0 >= 0) { s.p[2] = y1 * width + x0; s.w[2] = ly * hx; }
-  if (y1 < height && x1 < width) { s.p[3] = y1 * width + x1; s.w[3] = ly * lx; }
-  return s;
+  return dcn_bilinear(plane, height, width, y, x).value;
 }
 
 // Geometry of one deformable convolution call.

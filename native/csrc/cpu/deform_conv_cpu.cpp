@@ -3,7 +3,6 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -45,7 +44,7 @@ SamplingTable<T> build_sampling_table(const T* offset, const T* mask, const Defo
         const int64_t ho = l / s.out_w, wo = l % s.out_w;
         const T y = static_cast<T>(ho * s.stride_h - s.pad_h + i * s.dil_h) + off_y[l];
         const T x = static_cast<T>(wo * s.stride_w - s.pad_w + j * s.dil_w) + off_x[l];
-        const ScatterTaps<T> t = dcn_scatter_taps(s.height, s.width, y, x);
+        const BilinearCorners<T> t = dcn_corners(s.height, s.width, y, x);
         const T mv = m ? m[l] : T(1);
         const T nan = y + x;  // NaN positions sample NaN (weight NaN on a safe index) and scatter nothing
         const bool is_nan = dcn_is_nan(y, x);
@@ -135,18 +134,14 @@ void deform_col2im_coord(const T* grad_cols, const T* input, const T* offset, co
         const int64_t ho = (l0 + b) / s.out_w, wo = (l0 + b) % s.out_w;
         const T y = static_cast<T>(ho * s.stride_h - s.pad_h + i * s.dil_h) + off_y[b];
         const T x = static_cast<T>(wo * s.stride_w - s.pad_w + j * s.dil_w) + off_x[b];
-        const ScatterTaps<T> t = dcn_scatter_taps(s.height, s.width, y, x);
-        const bool inside = !(y <= T(-1) || y >= static_cast<T>(s.height) || x <= T(-1) || x >= static_cast<T>(s.width));
-        const T ly = inside ? y - std::floor(y) : T(0), lx = inside ? x - std::floor(x) : T(0);
-        const T hy = T(1) - ly, hx = T(1) - lx;
-        const T dy[4] = {-hx, -lx, hx, lx}, dx[4] = {-hy, hy, -ly, ly};
-        const bool is_nan = dcn_is_nan(y, x);  // NaN position: NaN offset and mask gradients
+        const BilinearCorners<T> t = dcn_corners(s.height, s.width, y, x);
+        const T nan = y + x;  // NaN position: NaN offset and mask gradients
+        const bool is_nan = dcn_is_nan(y, x);
         for (int q = 0; q < 4; ++q) {
-          const bool valid = t.p[q] >= 0;
-          idx[4 * b + q] = valid ? static_cast<int32_t>(t.p[q]) : 0;
-          cv[4 * b + q] = is_nan ? y + x : valid ? t.w[q] : T(0);
-          cy[4 * b + q] = is_nan ? y + x : valid ? dy[q] : T(0);
-          cx[4 * b + q] = is_nan ? y + x : valid ? dx[q] : T(0);
+          idx[4 * b + q] = t.p[q] >= 0 ? static_cast<int32_t>(t.p[q]) : 0;
+          cv[4 * b + q] = is_nan ? nan : t.w[q];
+          cy[4 * b + q] = is_nan ? nan : t.dy[q];
+          cx[4 * b + q] = is_nan ? nan : t.dx[q];
         }
         sy[b] = sx[b] = sm[b] = T(0);
       }

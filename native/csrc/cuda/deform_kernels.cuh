@@ -41,7 +41,7 @@ __global__ void deform_col2im_kernel(int64_t total, const T* __restrict__ grad_c
     if (gv == (T)0) continue;
     const T y = (T)(ho * s.stride_h - s.pad_h + i * s.dil_h) + offset[(g * 2 * taps + 2 * k) * L + l];
     const T x = (T)(wo * s.stride_w - s.pad_w + j * s.dil_w) + offset[(g * 2 * taps + 2 * k + 1) * L + l];
-    const ScatterTaps<T> t = dcn_scatter_taps(s.height, s.width, y, x);
+    const BilinearCorners<T> t = dcn_corners(s.height, s.width, y, x);
     T* plane = grad_input + c * s.height * s.width;
     for (int q = 0; q < 4; ++q)
       if (t.p[q] >= 0) atomicAdd(plane + t.p[q], t.w[q] * gv);
