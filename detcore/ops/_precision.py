@@ -17,12 +17,12 @@ def compute_dtype(op: str, named: Sequence[Tuple[str, Optional[Tensor]]]) -> tor
     coordinates lose whole pixels past 2048). Mixing float64 with anything else is refused.
     """
     tensors = [(name, t) for name, t in named if t is not None]
-    doubles = [(name, t) for name, t in tensors if t.dtype == torch.float64]
-    others = [(name, t) for name, t in tensors if t.dtype != torch.float64]
-    if doubles and others:
-        (a, ta), (b, tb) = tensors[0], (others if tensors[0][1].dtype == torch.float64 else doubles)[0]
-        raise TypeError(f"{op}: '{b}' has dtype {tb.dtype} but '{a}' has dtype {ta.dtype}")
-    return torch.float64 if doubles else torch.float32
+    first_name, first = tensors[0]
+    is_double = first.dtype == torch.float64
+    for name, t in tensors[1:]:
+        if (t.dtype == torch.float64) != is_double:
+            raise TypeError(f"{op}: '{name}' has dtype {t.dtype} but '{first_name}' has dtype {first.dtype}")
+    return torch.float64 if is_double else torch.float32
 
 
 def no_autocast(device: torch.device) -> contextlib.AbstractContextManager:
