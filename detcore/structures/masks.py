@@ -33,6 +33,18 @@ class BaseMasks:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_masks={len(self)}, height={self.height}, width={self.width})"
 
+    @classmethod
+    def _cat_size(cls, masks: Sequence[BaseMasks]) -> tuple[int, int]:
+        """The common (height, width) of masks to concatenate; all must be ``cls`` of one size."""
+        name = cls.__name__
+        if not masks:
+            raise ValueError(f"{name}.cat needs at least one {name}")
+        h, w = masks[0].height, masks[0].width
+        for m in masks:
+            if not isinstance(m, cls) or (m.height, m.width) != (h, w):
+                raise ValueError(f"{name}.cat: all items must be {name} of the same height/width")
+        return h, w
+
 
 class BitmapMasks(BaseMasks):
     """Dense masks ``uint8 (N, H, W)`` with values 0/1."""
@@ -163,12 +175,7 @@ class BitmapMasks(BaseMasks):
     @classmethod
     def cat(cls, masks: Sequence[BitmapMasks]) -> BitmapMasks:
         """Concatenate masks of the same size."""
-        if not masks:
-            raise ValueError("BitmapMasks.cat needs at least one BitmapMasks")
-        h, w = masks[0].height, masks[0].width
-        for m in masks:
-            if not isinstance(m, BitmapMasks) or (m.height, m.width) != (h, w):
-                raise ValueError("BitmapMasks.cat: all items must be BitmapMasks of the same height/width")
+        h, w = cls._cat_size(masks)
         return cls(np.concatenate([m.masks for m in masks]), h, w)
 
     @classmethod
@@ -329,12 +336,7 @@ class PolygonMasks(BaseMasks):
 
     @classmethod
     def cat(cls, masks: Sequence[PolygonMasks]) -> PolygonMasks:
-        if not masks:
-            raise ValueError("PolygonMasks.cat needs at least one PolygonMasks")
-        h, w = masks[0].height, masks[0].width
-        for m in masks:
-            if not isinstance(m, PolygonMasks) or (m.height, m.width) != (h, w):
-                raise ValueError("PolygonMasks.cat: all items must be PolygonMasks of the same height/width")
+        h, w = cls._cat_size(masks)
         return cls([p for m in masks for p in m.masks], h, w)
 
 
