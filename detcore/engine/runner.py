@@ -36,7 +36,7 @@ from detcore.engine.checkpoint import (
     save_atomic,
     write_latest,
 )
-from detcore.engine.hook import Hook, RunHookManager, get_priority
+from detcore.engine.hook import Hook, RunHookManager, check_run_hook, get_priority
 from detcore.engine.log_buffer import LogBuffer
 from detcore.engine.seed import get_rng_state, set_random_seed, set_rng_state
 from detcore.errors import ConfigError
@@ -310,10 +310,10 @@ class Runner:
                     f"{cfg.source_of('custom_hooks')}: custom_hooks.{i} must be a table with a 'type'"
                 )
             hook = build("run_hook", table, where=f"custom_hooks.{i}")
-            if not isinstance(hook, Hook):
-                raise ConfigError(
-                    f"custom_hooks.{i}: '{table.get('type')}' did not build a detcore.engine.Hook"
-                )
+            try:
+                check_run_hook(hook)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"custom_hooks.{i}: '{table.get('type')}': {exc}") from None
             hooks.append(hook)
         return hooks
 
