@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from typing import Sequence
 
 from detcore import __version__
@@ -38,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="no:NAME",
         help="block plugin NAME for this command (repeatable), as pytest's -p no:NAME",
     )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the full traceback of an error (also DETCORE_DEBUG=1)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in SUBCOMMAND_MODULES:
         try:
@@ -60,19 +67,46 @@ def blocked_from_options(options: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``detcore`` command; the exit status is the command's (errors: 1, interrupted: 130).
+
+    This is the CLI's one error boundary: any exception becomes ``detcore: error: <where>: <what>`` on
+    stderr, where ``<where>`` is the location the raising layer attached (config file and key path,
+    image id and file, checkpoint path; see :func:`detcore.errors.located`). The traceback is printed
+    only with ``--debug`` or ``DETCORE_DEBUG=1``.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    debug = bool(args.debug) or os.environ.get("DETCORE_DEBUG", "") not in ("", "0")
     try:
         from detcore.plugins import block_plugins
 
         block_plugins(blocked_from_options(args.plugin_options))
         return int(args.func(args) or 0)
-    except DetcoreError as exc:
-        print(f"detcore: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("detcore: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's error boundary
+        if debug:
+            traceback.print_exc()
+        print(f"detcore: error: {error_line(exc)}", file=sys.stderr)
+        if not debug and not isinstance(exc, DetcoreError):
+            print("detcore: (run with --debug or DETCORE_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for ``exc``: its location (if a layer attached one), the type unless it is detcore's own
+    error, and the message. The first line of a multi-line message is kept whole; the rest follows."""
+    where = getattr(exc, "detcore_where", None)
+    message = str(exc) or repr(exc)
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        message = f"missing key {exc.args[0]!r}"
+    if not isinstance(exc, DetcoreError):
+        message = f"{type(exc).__name__}: {message}"
+    return f"{where}: {message}" if where else message
 
 
 if __name__ == "__main__":  # pragma: no cover
