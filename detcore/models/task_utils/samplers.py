@@ -126,6 +126,22 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class OHEMSampler(BaseSampler):
+    # How an RoI head calls it (StandardRoIHead; the reference passes the head itself as ``context``):
+    #
+    #     def ohem_loss(bboxes: Tensor, labels: Tensor) -> Tensor:   # one image's candidates
+    #         rois = bbox2roi([bboxes])
+    #         cls_score = self._bbox_forward(img_feats, rois)["cls_score"]   # img_feats: this image's
+    #         return self.bbox_head.loss_cls(                              # levels, [lvl[i:i+1] ...]
+    #             cls_score, labels, cls_score.new_ones(len(labels)), reduction_override="none")
+    #
+    #     result = self.bbox_sampler.sample(assign_result, proposals.bboxes, gt.bboxes, gt.labels,
+    #                                       loss_fn=ohem_loss, background_label=self.bbox_head.num_classes)
+    #
+    # Every sampler accepts (and, except this one, ignores) ``loss_fn``/``background_label``, so the
+    # head may pass them unconditionally; ``loss_fn`` is called at most twice per image (positives,
+    # then negatives), only when there are more candidates than the quota, already under no_grad.
+    # As the reference 2.x, the ranking loss is the classification loss alone (``loss_key``
+    # "loss_cls"; its hard_mining calls bbox_head.loss with bbox_pred=None).
     """Online hard example mining (Shrivastava et al., 2016): keep the highest-loss boxes.
 
     ``sample(..., loss_fn=f)`` where ``f(bboxes (K, 4), labels (K,)) -> per-box loss (K,)``, computed
