@@ -7,9 +7,15 @@ loaded through one function (:meth:`DetcorePluginManager.load_plugin`):
 - entry points in the group ``detcore.plugins`` of installed distributions; the entry point's name
   is the plugin's short name (``retinanet = "det_plugin_retinanet"``).
 
-A plugin whose import raises is recorded with its traceback and skipped; the others keep working.
-Plugins are blocked by name with the ``DETCORE_DISABLE_PLUGINS`` environment variable
-(comma-separated) or ``-p no:NAME`` on the command line.
+The contract, held as pytest holds its own:
+
+- a plugin whose import raises, which implements a hook that matches no spec (checked when it is
+  registered, as pluggy's ``check_pending`` does, with the nearest spec named), or whose registration
+  hook raises when the registry calls it (:meth:`DetcorePluginManager.mark_failed`) is recorded as
+  ``failed`` with the reason, unregistered, and skipped; the other plugins keep working;
+- plugins are blocked by name with the ``DETCORE_DISABLE_PLUGINS`` environment variable
+  (comma-separated) or ``-p no:NAME`` on the command line; the built-ins cannot be blocked (the kernel
+  does not work without them), which is a :class:`PluginError`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Iterable
 import pluggy
 
 from detcore import hookspecs
-from detcore.errors import PluginError
+from detcore.errors import PluginError, nearest
 
 if sys.version_info >= (3, 10):
     from importlib import metadata
@@ -56,8 +62,9 @@ class PluginInfo:
     version: str
     builtin: bool = False
     status: str = "loaded"  # loaded | blocked | failed
-    error: str | None = None  # the traceback when status == "failed"
+    error: str | None = None  # why, when status == "failed": a message or a traceback
     files: list[str] = field(default_factory=list)
+    failed_at: str | None = None  # "import", "hook check" or the registration hook that raised
 
     @property
     def loaded(self) -> bool:
@@ -69,6 +76,17 @@ def _blocked_from_env() -> set[str]:
     return {part.strip() for part in raw.split(",") if part.strip()}
 
 
+def _refuse_blocking_builtins(names: Iterable[str], how: str) -> None:
+    """Raise :class:`PluginError` if ``names`` holds a built-in plugin (``how`` says how it was blocked)."""
+    essential = sorted(set(names) & set(BUILTIN_PLUGINS))
+    if essential:
+        raise PluginError(
+            f"cannot block {', '.join(repr(n) for n in essential)} ({how}): the built-in plugins of detcore "
+            "cannot be blocked, the kernel's layers, losses, data, metrics, engine and models come from them "
+            f"(built-ins: {', '.join(BUILTIN_PLUGINS)}). Only installed plugins can be blocked."
+        )
+
+
 class DetcorePluginManager(pluggy.PluginManager):
     """pluggy's manager with detcore's specs, discovery and failure bookkeeping."""
 
@@ -76,7 +94,10 @@ class DetcorePluginManager(pluggy.PluginManager):
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
-        for name in set(blocked) | _blocked_from_env():
+        from_env = _blocked_from_env()
+        _refuse_blocking_builtins(from_env, f"{DISABLE_ENV}={os.environ.get(DISABLE_ENV, '')}")
+        _refuse_blocking_builtins(blocked, "blocked=")
+        for name in set(blocked) | from_env:
             self.set_blocked(name)
 
     # -- loading ---------------------------------------------------------------------------------
@@ -105,6 +126,48 @@ class DetcorePluginManager(pluggy.PluginManager):
         except Exception:  # a broken plugin must not take the others down
             info.status = "failed"
             info.error = traceback.format_exc()
+            info.failed_at = "import"
+            return info
+        unknown = self._unknown_hooks(name)
+        if unknown:
+            self.mark_failed(name, unknown, failed_at="hook check")
+        return info
+
+    def _unknown_hooks(self, name: str) -> str | None:
+        """Why plugin ``name`` is refused: the hooks it implements that match no spec (else ``None``)."""
+        plugin = self.get_plugin(name)
+        specs = [n for n in vars(self.hook) if not n.startswith("_") and getattr(self.hook, n).has_spec()]
+        problems = []
+        for caller in self.get_hookcallers(plugin) or []:
+            if caller.has_spec():
+                continue
+            if any(i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls()):
+                hints = nearest(caller.name, specs, n=1)
+                problems.append(
+                    f"hook '{caller.name}' matches no hook specification"
+                    + (f"; did you mean '{hints[0]}'?" if hints else "")
+                )
+        if not problems:
+            return None
+        info = self.infos[name]
+        return (
+            f"plugin '{name}' (distribution '{info.distribution}', module {info.module}): "
+            + "; ".join(problems)
+            + ". Hook names are listed in detcore.hookspecs (mark a hook that may be absent with "
+            "@hookimpl(optionalhook=True))"
+        )
+
+    def mark_failed(self, name: str, error: str, failed_at: str) -> PluginInfo:
+        """Record plugin ``name`` as failed (``error`` says why) and unregister it, so it offers nothing.
+
+        Used for plugins refused at load time and by the registry when a registration hook raises.
+        """
+        info = self.infos.get(name)
+        if info is None:  # registered directly on the manager, not through load_plugin
+            info = self.infos[name] = PluginInfo(name, "?", "?", "?")
+        info.status, info.error, info.failed_at = "failed", error, failed_at
+        if self.get_plugin(name) is not None:
+            self.unregister(name=name)
         return info
 
     def load_builtins(self) -> None:
@@ -171,14 +234,19 @@ def get_plugin_manager() -> DetcorePluginManager:
         manager = DetcorePluginManager()
         manager.load_builtins()
         manager.load_entrypoint_plugins()
-        for info in manager.failures():
-            print(
-                f"detcore: plugin '{info.name}' from distribution '{info.distribution}' failed to load "
-                f"and is skipped:\n{info.error}",
-                file=sys.stderr,
-            )
+        report_failures(manager.failures())
         _MANAGER = manager
     return _MANAGER
+
+
+def report_failures(infos: Iterable[PluginInfo]) -> None:
+    """Tell stderr which plugins failed and are skipped, and why."""
+    for info in infos:
+        print(
+            f"detcore: plugin '{info.name}' from distribution '{info.distribution}' failed "
+            f"({info.failed_at}) and is skipped:\n{info.error}",
+            file=sys.stderr,
+        )
 
 
 def reset_plugin_manager(manager: DetcorePluginManager | None = None) -> None:
@@ -195,6 +263,7 @@ def block_plugins(names: Iterable[str]) -> None:
     names = [n for n in names if n]
     if not names:
         return
+    _refuse_blocking_builtins(names, "-p no:NAME")
     current = _blocked_from_env() | set(names)
     os.environ[DISABLE_ENV] = ",".join(sorted(current))
     reset_plugin_manager(None)

@@ -1,21 +1,24 @@
 """The component registry: "build the component of kind K named N with these arguments".
 
 The registry is filled by calling every ``detcore_register_<kind>s`` hook on the plugin manager, one
-plugin at a time so that each component remembers which plugin and distribution offered it. A name
-offered by two plugins stays usable in its qualified form ``"plugin:Name"``; the bare name is then
-an error that names both distributions.
+plugin at a time so that each component remembers which plugin and distribution offered it. A plugin
+whose registration hook raises (or returns something other than a mapping) is marked failed on the
+manager, with the reason, and offers nothing; the others keep working. A name offered by two plugins
+stays usable in its qualified form ``"plugin:Name"``; the bare name is then an error that names both
+distributions.
 """
 
 from __future__ import annotations
 
 import inspect
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from detcore.errors import ComponentError, ConfigError, nearest
 from detcore.hookspecs import COMPONENT_KINDS
-from detcore.plugins import DetcorePluginManager, get_plugin_manager
+from detcore.plugins import DetcorePluginManager, PluginInfo, get_plugin_manager, report_failures
 
 
 @dataclass(frozen=True)
@@ -37,22 +40,38 @@ class Registry:
     def __init__(self, manager: DetcorePluginManager) -> None:
         self.manager = manager
         self._entries: dict[str, dict[str, list[ComponentEntry]]] = {kind: {} for kind in COMPONENT_KINDS}
+        #: plugins whose registration hook raised (or returned no mapping) while this registry was built
+        self.failures: list[PluginInfo] = []
         for kind, hook_name in COMPONENT_KINDS.items():
-            hook = getattr(manager.hook, hook_name)
-            for impl in hook.get_hookimpls():
-                offered = impl.function()
-                if not offered:
-                    continue
-                if not isinstance(offered, Mapping):
-                    raise ComponentError(
-                        f"plugin '{impl.plugin_name}' ({manager.distribution_of(impl.plugin_name)}): "
-                        f"{hook_name}() must return a mapping name -> factory, got {type(offered).__name__}"
-                    )
-                for name, factory in offered.items():
+            for impl in getattr(manager.hook, hook_name).get_hookimpls():
+                offered = self._call_registration_hook(impl, hook_name)
+                for name, factory in (offered or {}).items():
                     entry = ComponentEntry(
                         kind, name, factory, impl.plugin_name, manager.distribution_of(impl.plugin_name)
                     )
                     self._entries[kind].setdefault(name, []).append(entry)
+
+    def _call_registration_hook(self, impl: Any, hook_name: str) -> Mapping[str, Any] | None:
+        """One plugin's ``{name: factory}`` for one kind; a plugin whose hook raises or returns something
+        else is marked failed (:meth:`DetcorePluginManager.mark_failed`) and drops out of every kind."""
+        plugin = impl.plugin_name
+        where = f"plugin '{plugin}' (distribution '{self.manager.distribution_of(plugin)}'): {hook_name}()"
+        try:
+            offered = impl.function()
+        except Exception:  # a broken plugin must not take the others down
+            return self._drop_failed(plugin, f"{where} raised:\n{traceback.format_exc()}", hook_name)
+        if offered and not isinstance(offered, Mapping):
+            message = f"{where} must return a mapping name -> factory, got {type(offered).__name__}"
+            return self._drop_failed(plugin, message, hook_name)
+        return offered
+
+    def _drop_failed(self, plugin: str, error: str, hook_name: str) -> None:
+        self.failures.append(self.manager.mark_failed(plugin, error, failed_at=f"{hook_name}()"))
+        for table in self._entries.values():  # what it registered for earlier kinds goes too
+            for name in list(table):
+                table[name] = [e for e in table[name] if e.plugin != plugin]
+                if not table[name]:
+                    del table[name]
 
     # -- lookup ------------------------------------------------------------------------------------
 
@@ -230,6 +249,7 @@ def get_registry() -> Registry:
     global _REGISTRY
     if _REGISTRY is None:
         _REGISTRY = Registry(get_plugin_manager())
+        report_failures(_REGISTRY.failures)
     return _REGISTRY
 
 

@@ -17,9 +17,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def describe_plugins(include_builtins: bool = True) -> list[dict]:
-    """One dict per known plugin: name, distribution, version, status, files, components, error."""
+    """One dict per known plugin: name, distribution, version, status, files, components, error and
+    ``failed_at`` (import, hook check or the registration hook that raised)."""
     manager = get_plugin_manager()
-    registry = get_registry()
+    registry = get_registry()  # built first: a registration hook that raises marks its plugin failed
     out = []
     for info in manager.infos.values():
         if info.builtin and not include_builtins:
@@ -35,6 +36,7 @@ def describe_plugins(include_builtins: bool = True) -> list[dict]:
                 "files": info.files,
                 "components": registry.by_plugin(info.name) if info.loaded else {},
                 "error": info.error,
+                "failed_at": info.failed_at,
             }
         )
     return out
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         for kind, names in p["components"].items():
             print(f"    {kind}: {', '.join(names)}")
         if p["error"]:
-            print("    import failed:")
+            print(f"    failed at {p['failed_at']}:")
             print("      " + p["error"].rstrip().replace("\n", "\n      "))
     builtin = [p for p in plugins if p["builtin"]]
     if builtin and not args.builtins:

@@ -13,13 +13,14 @@ from detcore.plugins import DetcorePluginManager
 from detcore.registry import Registry
 
 
-def make_plugin_module(module_name: str, **hooks: dict[str, Callable]) -> types.ModuleType:
-    """A module implementing ``detcore_register_<kind>s`` hooks that return the given tables."""
+def make_plugin_module(module_name: str, **hooks: dict[str, Callable] | Callable) -> types.ModuleType:
+    """A module implementing ``detcore_register_<kind>s`` hooks that return the given tables (a function
+    instead of a table is the hook's body, called when the registry is built)."""
     module = types.ModuleType(module_name)
     for hook_name, table in hooks.items():
 
         def impl(_table=table):
-            return _table
+            return _table() if callable(_table) else _table
 
         impl.__name__ = hook_name
         setattr(module, hook_name, hookimpl(impl))

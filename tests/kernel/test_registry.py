@@ -119,6 +119,18 @@ def test_blocking_through_the_environment(plugin_env, monkeypatch):
         reg.get("backbone", "Net")
 
 
-def test_hook_returning_a_non_mapping_is_reported_with_its_plugin(plugin_env):
-    with pytest.raises(ComponentError, match="plugin 'bad' \\(det-plugin-bad\\)"):
-        plugin_env([("bad", "det-plugin-bad", "1.0", {"detcore_register_losses": ["NotAMapping"]})])
+def test_hook_returning_a_non_mapping_marks_its_plugin_failed(plugin_env):
+    manager, reg = plugin_env(
+        [
+            ("bad", "det-plugin-bad", "1.0", {"detcore_register_losses": ["NotAMapping"]}),
+            ("good", "det-plugin-good", "1.0", {"detcore_register_backbones": {"Net": TinyNet}}),
+        ]
+    )
+    info = manager.infos["bad"]
+    assert (info.status, info.failed_at) == ("failed", "detcore_register_losses()")
+    assert info.error == (
+        "plugin 'bad' (distribution 'det-plugin-bad'): detcore_register_losses() must return a mapping "
+        "name -> factory, got list"
+    )
+    assert reg.failures == [info]
+    assert reg.get("backbone", "Net").plugin == "good"
