@@ -7,17 +7,20 @@ Training follows the reference 2.x exactly:
    ``train_cfg['assigner']`` and sampled by ``train_cfg['sampler']`` (``PseudoSampler`` when absent);
 3. positives get the label of their box and regression targets ``bbox_coder.encode(anchor, gt)``;
    positives and sampled negatives get label weight 1 (``pos_weight`` for positives when > 0);
-4. per level, ``loss_cls`` and ``loss_bbox`` averaged by ``num_total_pos`` (``+ num_total_neg`` with a
-   real sampler), each image counting at least one positive (and one negative).
+4. per level, ``loss_cls`` and ``loss_bbox`` averaged by ``avg_factor = num_total_pos``
+   (``+ num_total_neg`` with a real sampler), each image counting at least one positive (and one
+   negative).
 
-Subclasses replace ``_init_layers`` and ``forward_single`` (RetinaHead) or ``loss_by_feat`` (SSDHead)
-and reuse ``get_anchors``/``get_targets``.
+Steps 1-3 and the ``avg_factor`` are :meth:`AnchorHead.loss_targets`, which every anchor head's
+``loss_by_feat`` starts with. Subclasses replace ``_init_layers`` and ``forward_single`` (RetinaHead)
+or ``loss_by_feat`` / ``loss_by_feat_single`` (SSDHead: per-level anchor counts, no loss modules,
+hard negative mining).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -27,13 +30,21 @@ from detcore.models.utils import anchor_inside_flags, images_to_levels, multi_ap
 from detcore.registry import build
 from detcore.structures.instances import Instances
 
-# Losses that handle the class imbalance themselves: a sampler in the config is ignored for them
-# (the reference's backwards-compatible rule).
-_SAMPLING_FREE_LOSSES = ("FocalLoss", "GHMC", "QualityFocalLoss")
-
 
 def _bare_name(type_name: str) -> str:
     return str(type_name).rpartition(":")[2].rpartition(".")[2]
+
+
+class AnchorTargets(NamedTuple):
+    """What :meth:`AnchorHead.loss_targets` gives ``loss_by_feat``: per image, per level the anchors
+    ``(n_l, 4)``; per level ``(B, n_l[, 4])`` targets; the number the losses are averaged by."""
+
+    anchor_list: list[list[torch.Tensor]]
+    labels_list: list[torch.Tensor]
+    label_weights_list: list[torch.Tensor]
+    bbox_targets_list: list[torch.Tensor]
+    bbox_weights_list: list[torch.Tensor]
+    avg_factor: float
 
 
 class AnchorHead(BaseDenseHead):
@@ -47,8 +58,9 @@ class AnchorHead(BaseDenseHead):
         bbox_coder: box coder table (kind ``task_util``).
         reg_decoded_bbox: regress decoded boxes (for IoU-type losses) instead of deltas.
         loss_cls: classification loss table; ``use_sigmoid = true`` gives ``num_classes`` outputs per
-            anchor, otherwise ``num_classes + 1`` (softmax, last = background).
-        loss_bbox: regression loss table.
+            anchor, otherwise ``num_classes + 1`` (softmax, last = background). ``None``: no module
+            (softmax outputs; the losses then skip it, or a subclass computes its own).
+        loss_bbox: regression loss table, or ``None`` (no regression loss module).
         train_cfg: ``assigner``, ``sampler`` (optional), ``allowed_border`` (-1: all anchors) and
             ``pos_weight`` (<= 0: 1).
         test_cfg: ``nms_pre``, ``score_thr``, ``nms``, ``max_per_img`` (see ``predict_by_feat``).
@@ -69,8 +81,12 @@ class AnchorHead(BaseDenseHead):
             "target_stds": (1.0, 1.0, 1.0, 1.0),
         },
         reg_decoded_bbox: bool = False,
-        loss_cls: Mapping[str, Any] = {"type": "CrossEntropyLoss", "use_sigmoid": True, "loss_weight": 1.0},  # noqa: B006
-        loss_bbox: Mapping[str, Any] = {"type": "SmoothL1Loss", "beta": 1.0 / 9.0, "loss_weight": 1.0},  # noqa: B006
+        loss_cls: Mapping[str, Any] | None = {  # noqa: B006 - read only
+            "type": "CrossEntropyLoss", "use_sigmoid": True, "loss_weight": 1.0,
+        },
+        loss_bbox: Mapping[str, Any] | None = {  # noqa: B006 - read only
+            "type": "SmoothL1Loss", "beta": 1.0 / 9.0, "loss_weight": 1.0,
+        },
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
         init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = {  # noqa: B006 - read only
@@ -83,26 +99,28 @@ class AnchorHead(BaseDenseHead):
         self.num_classes = int(num_classes)
         self.in_channels = in_channels
         self.feat_channels = feat_channels
-        self.use_sigmoid_cls = bool(loss_cls.get("use_sigmoid", False))
-        self.cls_out_channels = self.num_classes if self.use_sigmoid_cls else self.num_classes + 1
+        name = type(self).__name__
         self.reg_decoded_bbox = reg_decoded_bbox
-        self.bbox_coder = build("task_util", dict(bbox_coder), where=f"{type(self).__name__}.bbox_coder")
-        self.loss_cls = build("loss", dict(loss_cls), where=f"{type(self).__name__}.loss_cls")
-        self.loss_bbox = build("loss", dict(loss_bbox), where=f"{type(self).__name__}.loss_bbox")
+        self.bbox_coder = build("task_util", dict(bbox_coder), where=f"{name}.bbox_coder")
+        self.loss_cls = _build_optional("loss", loss_cls, f"{name}.loss_cls")
+        self.loss_bbox = _build_optional("loss", loss_bbox, f"{name}.loss_bbox")
+        self.use_sigmoid_cls = _uses_sigmoid(loss_cls, self.loss_cls)
+        self.cls_out_channels = self.num_classes if self.use_sigmoid_cls else self.num_classes + 1
         self.train_cfg = dict(train_cfg) if train_cfg is not None else None
         self.test_cfg = dict(test_cfg) if test_cfg is not None else None
         self.sampling = False
         if self.train_cfg:
-            self._init_assigner_sampler(_bare_name(loss_cls.get("type", "")))
-        self.prior_generator = build(
-            "task_util", dict(anchor_generator), where=f"{type(self).__name__}.anchor_generator"
-        )
-        # every level has the same number of anchors per location
-        self.num_base_priors = self.prior_generator.num_base_priors[0]
+            self._init_assigner_sampler()
+        self.prior_generator = build("task_util", dict(anchor_generator), where=f"{name}.anchor_generator")
+        #: anchors per location of each level
+        self.num_base_priors_per_level: list[int] = [int(n) for n in self.prior_generator.num_base_priors]
+        counts = self.num_base_priors_per_level
+        #: anchors per location: an int when every level has as many, else the per-level list
+        self.num_base_priors: int | list[int] = counts[0] if len(set(counts)) == 1 else list(counts)
         self._init_layers()
 
     @property
-    def num_anchors(self) -> int:
+    def num_anchors(self) -> int | list[int]:
         """Anchors per location (the reference's older name of ``num_base_priors``)."""
         return self.num_base_priors
 
@@ -110,14 +128,20 @@ class AnchorHead(BaseDenseHead):
     def anchor_generator(self) -> Any:
         return self.prior_generator
 
-    def _init_assigner_sampler(self, loss_cls_type: str) -> None:
+    def _handles_imbalance(self) -> bool:
+        """Whether the classification loss balances positives and negatives itself (its class's
+        ``handles_imbalance``, e.g. focal loss): a sampler in the config is then ignored (the
+        reference's backwards-compatible rule). Heads that mine negatives themselves return True."""
+        return bool(getattr(self.loss_cls, "handles_imbalance", False))
+
+    def _init_assigner_sampler(self) -> None:
         if "assigner" not in self.train_cfg:
             raise ValueError(f"{type(self).__name__}: train_cfg needs an 'assigner' table")
         where = f"{type(self).__name__}.train_cfg"
         self.assigner = build("task_util", dict(self.train_cfg["assigner"]), where=f"{where}.assigner")
         sampler_cfg = self.train_cfg.get("sampler")
         if sampler_cfg is not None and _bare_name(sampler_cfg.get("type", "")) != "PseudoSampler" \
-                and loss_cls_type not in _SAMPLING_FREE_LOSSES:
+                and not self._handles_imbalance():
             self.sampling = True
         else:
             sampler_cfg = {"type": "PseudoSampler"}
@@ -126,7 +150,12 @@ class AnchorHead(BaseDenseHead):
     # -- layers -----------------------------------------------------------------------------------
 
     def _init_layers(self) -> None:
-        """``conv_cls`` and ``conv_reg``: 1x1 convs on the input features."""
+        """``conv_cls`` and ``conv_reg``: 1x1 convs on the input features (shared by the levels)."""
+        if not isinstance(self.num_base_priors, int):
+            raise ValueError(
+                f"{type(self).__name__}: predictors shared by the levels need one anchor count, the anchor "
+                f"generator gives {self.num_base_priors} per level (build per-level convs in _init_layers)"
+            )
         self.conv_cls = nn.Conv2d(self.in_channels, self.num_base_priors * self.cls_out_channels, 1)
         self.conv_reg = nn.Conv2d(self.in_channels, self.num_base_priors * 4, 1)
 
@@ -276,7 +305,43 @@ class AnchorHead(BaseDenseHead):
 
     # -- losses -----------------------------------------------------------------------------------
 
-    def loss_single(
+    def loss_targets(
+        self,
+        cls_scores: Sequence[torch.Tensor],
+        gt_instances: Sequence[Instances],
+        img_metas: Sequence[dict],
+        gt_ignored_instances: Sequence[Instances] | None = None,
+    ) -> AnchorTargets:
+        """The setup every anchor head's ``loss_by_feat`` starts with: feature sizes from ``cls_scores``
+        (one ``(B, *, h_l, w_l)`` per level), the batch's anchors, their targets (see
+        :meth:`get_targets`) and ``avg_factor`` (positives, plus negatives with a real sampler)."""
+        name = type(self).__name__
+        if self.train_cfg is None:
+            raise ValueError(f"{name}: computing losses needs a train_cfg (assigner, ...)")
+        gt_bboxes, gt_labels, gt_bboxes_ignore = unpack_gt_instances(gt_instances, gt_ignored_instances)
+        featmap_sizes = [tuple(featmap.shape[-2:]) for featmap in cls_scores]
+        if len(featmap_sizes) != self.prior_generator.num_levels:
+            raise ValueError(
+                f"{name}: {len(featmap_sizes)} feature levels but the anchor generator has "
+                f"{self.prior_generator.num_levels}"
+            )
+        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, img_metas, device=cls_scores[0].device)
+        label_channels = self.cls_out_channels if self.use_sigmoid_cls else 1
+        targets = self.get_targets(
+            anchor_list, valid_flag_list, gt_bboxes, img_metas, gt_bboxes_ignore_list=gt_bboxes_ignore,
+            gt_labels_list=gt_labels, label_channels=label_channels,
+        )
+        if targets is None:
+            raise ValueError(
+                f"{name}: an image of the batch has no anchor inside it "
+                f"(img_shapes {[tuple(m['img_shape']) for m in img_metas]})"
+            )
+        labels_list, label_weights_list, bbox_targets_list, bbox_weights_list, num_pos, num_neg = targets[:6]
+        avg_factor = num_pos + num_neg if self.sampling else num_pos
+        return AnchorTargets(anchor_list, labels_list, label_weights_list, bbox_targets_list,
+                             bbox_weights_list, avg_factor)
+
+    def loss_by_feat_single(
         self,
         cls_score: torch.Tensor,
         bbox_pred: torch.Tensor,
@@ -285,21 +350,30 @@ class AnchorHead(BaseDenseHead):
         label_weights: torch.Tensor,
         bbox_targets: torch.Tensor,
         bbox_weights: torch.Tensor,
-        num_total_samples: float,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        avg_factor: float,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Losses of one level: ``cls_score`` ``(B, A * C, h, w)``, ``bbox_pred`` ``(B, A * 4, h, w)``,
-        targets ``(B, h * w * A[, 4])``; both averaged by ``num_total_samples``."""
-        labels = labels.reshape(-1)
-        label_weights = label_weights.reshape(-1)
-        cls_score = cls_score.permute(0, 2, 3, 1).reshape(-1, self.cls_out_channels)
-        loss_cls = self.loss_cls(cls_score, labels, label_weights, avg_factor=num_total_samples)
-        bbox_targets = bbox_targets.reshape(-1, 4)
-        bbox_weights = bbox_weights.reshape(-1, 4)
-        bbox_pred = bbox_pred.permute(0, 2, 3, 1).reshape(-1, 4)
-        if self.reg_decoded_bbox:
-            bbox_pred = self.bbox_coder.decode(anchors.reshape(-1, 4), bbox_pred)
-        loss_bbox = self.loss_bbox(bbox_pred, bbox_targets, bbox_weights, avg_factor=num_total_samples)
+        targets ``(B, h * w * A[, 4])``; both averaged by ``avg_factor`` (``None`` for an absent loss)."""
+        loss_cls = loss_bbox = None
+        if self.loss_cls is not None:
+            labels = labels.reshape(-1)
+            label_weights = label_weights.reshape(-1)
+            cls_score = cls_score.permute(0, 2, 3, 1).reshape(-1, self.cls_out_channels)
+            loss_cls = self.loss_cls(cls_score, labels, label_weights, avg_factor=avg_factor)
+        if self.loss_bbox is not None:
+            bbox_targets = bbox_targets.reshape(-1, 4)
+            bbox_weights = bbox_weights.reshape(-1, 4)
+            bbox_pred = bbox_pred.permute(0, 2, 3, 1).reshape(-1, 4)
+            if self.reg_decoded_bbox:
+                bbox_pred = self.bbox_coder.decode(anchors.reshape(-1, 4), bbox_pred)
+            loss_bbox = self.loss_bbox(bbox_pred, bbox_targets, bbox_weights, avg_factor=avg_factor)
         return loss_cls, loss_bbox
+
+    def loss_single(self, *args: Any, **kwargs: Any) -> tuple:
+        """The reference 2.x name of :meth:`loss_by_feat_single` (``num_total_samples`` = ``avg_factor``)."""
+        if "num_total_samples" in kwargs:
+            kwargs["avg_factor"] = kwargs.pop("num_total_samples")
+        return self.loss_by_feat_single(*args, **kwargs)
 
     def loss_by_feat(
         self,
@@ -309,38 +383,37 @@ class AnchorHead(BaseDenseHead):
         img_metas: Sequence[dict],
         gt_ignored_instances: Sequence[Instances] | None = None,
     ) -> dict[str, list[torch.Tensor]]:
-        """``{"loss_cls": [per level], "loss_bbox": [per level]}`` for the head's outputs."""
-        gt_bboxes, gt_labels, gt_bboxes_ignore = unpack_gt_instances(gt_instances, gt_ignored_instances)
-        featmap_sizes = [tuple(featmap.shape[-2:]) for featmap in cls_scores]
-        if len(featmap_sizes) != self.prior_generator.num_levels:
+        """``{"loss_cls": [per level], "loss_bbox": [per level]}`` for the head's outputs (a loss the
+        head was built without is left out)."""
+        if self.loss_cls is None and self.loss_bbox is None:
             raise ValueError(
-                f"{type(self).__name__}: {len(featmap_sizes)} feature levels but the anchor generator has "
-                f"{self.prior_generator.num_levels}"
+                f"{type(self).__name__}: no loss_cls and no loss_bbox; a head without loss modules "
+                "implements loss_by_feat itself"
             )
-        if self.train_cfg is None:
-            raise ValueError(f"{type(self).__name__}: computing losses needs a train_cfg (assigner, ...)")
-        device = cls_scores[0].device
-        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, img_metas, device=device)
-        label_channels = self.cls_out_channels if self.use_sigmoid_cls else 1
-        targets = self.get_targets(
-            anchor_list, valid_flag_list, gt_bboxes, img_metas, gt_bboxes_ignore_list=gt_bboxes_ignore,
-            gt_labels_list=gt_labels, label_channels=label_channels,
-        )
-        if targets is None:
-            raise ValueError(
-                f"{type(self).__name__}: an image of the batch has no anchor inside it "
-                f"(img_shapes {[tuple(m['img_shape']) for m in img_metas]})"
-            )
-        (labels_list, label_weights_list, bbox_targets_list, bbox_weights_list,
-         num_total_pos, num_total_neg) = targets
-        num_total_samples = num_total_pos + num_total_neg if self.sampling else num_total_pos
-        num_level_anchors = [anchors.size(0) for anchors in anchor_list[0]]
-        all_anchor_list = images_to_levels([torch.cat(anchors) for anchors in anchor_list], num_level_anchors)
+        t = self.loss_targets(cls_scores, gt_instances, img_metas, gt_ignored_instances)
+        num_level_anchors = [anchors.size(0) for anchors in t.anchor_list[0]]
+        all_anchor_list = images_to_levels([torch.cat(a) for a in t.anchor_list], num_level_anchors)
         losses_cls, losses_bbox = multi_apply(
-            self.loss_single, cls_scores, bbox_preds, all_anchor_list, labels_list, label_weights_list,
-            bbox_targets_list, bbox_weights_list, num_total_samples=num_total_samples,
+            self.loss_by_feat_single, cls_scores, bbox_preds, all_anchor_list, t.labels_list,
+            t.label_weights_list, t.bbox_targets_list, t.bbox_weights_list, avg_factor=t.avg_factor,
         )
-        return {"loss_cls": losses_cls, "loss_bbox": losses_bbox}
+        losses = {}
+        if self.loss_cls is not None:
+            losses["loss_cls"] = losses_cls
+        if self.loss_bbox is not None:
+            losses["loss_bbox"] = losses_bbox
+        return losses
+
+
+def _build_optional(kind: str, table: Mapping[str, Any] | None, where: str) -> Any:
+    return None if table is None else build(kind, dict(table), where=where)
+
+
+def _uses_sigmoid(table: Any, loss: Any) -> bool:
+    """Sigmoid class scores: the table's ``use_sigmoid`` (a built loss: its attribute); no loss: softmax."""
+    if isinstance(table, Mapping):
+        return bool(table.get("use_sigmoid", False))
+    return bool(getattr(loss, "use_sigmoid", False))
 
 
 def _pad_shape(img_meta: Mapping[str, Any]) -> tuple[int, int]:

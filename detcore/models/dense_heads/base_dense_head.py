@@ -6,11 +6,15 @@ two entry points the detectors call are::
 
     head.loss(feats, gt_instances, img_metas, gt_ignored_instances=None) -> dict[str, Tensor | list[Tensor]]
     head.predict(feats, img_metas, rescale=True) -> list[Instances]
+    head.loss_and_predict(feats, gt_instances, img_metas, gt_ignored_instances=None, proposal_cfg=None)
+        -> (losses, list[Instances])   # one forward: an RPN's losses and its proposals
 
 ``predict_by_feat`` reproduces the reference 2.x test numerics: per level, sigmoid (or softmax)
 scores, the ``nms_pre`` candidates with the highest class score (times the score factor, when the
 head has one), boxes decoded with ``max_shape = img_shape``; the levels concatenated, boxes divided
-by ``scale_factor`` (``rescale``), then ``multiclass_nms(score_thr, nms, max_per_img)``.
+by ``scale_factor`` (``rescale``), then ``multiclass_nms(score_thr, nms, max_per_img)``. The last part
+(rescale, optional ``min_bbox_size`` filter, NMS) is :meth:`BaseDenseHead._bbox_post_process`, which
+heads with their own candidate selection (an RPN head: one score per anchor, NMS per level) reuse.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 
 from detcore.models.init import BaseModule
 from detcore.ops import multiclass_nms
+from detcore.ops.nms import _batched_nms_with_cfg
 from detcore.structures.instances import Instances
 
 
@@ -62,6 +67,11 @@ class BaseDenseHead(BaseModule):
     """Base of dense heads. Subclasses set ``prior_generator``, ``bbox_coder``, ``cls_out_channels``,
     ``use_sigmoid_cls`` and ``test_cfg`` and implement ``forward`` and ``loss_by_feat``."""
 
+    #: whether :meth:`_bbox_post_process` drops boxes not wider and higher than
+    #: ``cfg['min_bbox_size']``; the reference 2.x single-stage heads accept that key and ignore it,
+    #: its RPN head applies it.
+    filters_min_bbox_size: bool = False
+
     def __init__(self, init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> None:
         super().__init__(init_cfg)
 
@@ -77,6 +87,24 @@ class BaseDenseHead(BaseModule):
     def loss_by_feat(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Losses from the head's outputs (``*outs, gt_instances, img_metas, gt_ignored_instances``)."""
         raise NotImplementedError
+
+    def loss_and_predict(
+        self,
+        feats: Sequence[torch.Tensor],
+        gt_instances: Sequence[Instances],
+        img_metas: Sequence[dict],
+        gt_ignored_instances: Sequence[Instances] | None = None,
+        proposal_cfg: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], list[Instances]]:
+        """Losses and detections from one forward pass (a two-stage detector's RPN: losses + proposals).
+
+        The detections are in the input image's coordinates (no rescale), selected with
+        ``proposal_cfg`` (default ``test_cfg``); they are computed from detached outputs.
+        """
+        outs = self(feats)
+        losses = self.loss_by_feat(*outs, gt_instances, img_metas, gt_ignored_instances)
+        predictions = self.predict_by_feat(*outs, img_metas=img_metas, cfg=proposal_cfg, rescale=False)
+        return losses, predictions
 
     # -- inference --------------------------------------------------------------------------------
 
@@ -193,20 +221,62 @@ class BaseDenseHead(BaseModule):
             if with_factors:
                 mlvl_factors.append(factor)
         bboxes = torch.cat(mlvl_bboxes)
-        if rescale:
-            bboxes = bboxes / scale_factor_tensor(img_meta["scale_factor"], bboxes)
         scores = torch.cat(mlvl_scores)
-        factors = torch.cat(mlvl_factors) if with_factors else None
+        # foreground columns only (the softmax background column is last)
+        results = Instances(bboxes=bboxes, scores=scores if self.use_sigmoid_cls else scores[:, :-1])
+        if with_factors:
+            results.score_factors = torch.cat(mlvl_factors)
+        return self._bbox_post_process(results, cfg, img_meta, rescale=rescale, with_nms=with_nms)
+
+    def _bbox_post_process(
+        self,
+        results: Instances,
+        cfg: Mapping[str, Any],
+        img_meta: Mapping[str, Any],
+        rescale: bool = False,
+        with_nms: bool = True,
+    ) -> Instances:
+        """Rescale, filter and NMS the candidates of one image.
+
+        Args:
+            results: ``bboxes`` ``(N, 4)`` xyxy in the input image, and either ``scores`` ``(N, C)``
+                (per foreground class; optional ``score_factors`` ``(N,)``) or ``scores`` ``(N,)`` with
+                ``level_ids`` ``(N,)`` (one score per candidate, NMS within each level, label 0).
+            cfg: ``score_thr`` (class scores only), ``nms``, ``max_per_img`` and, with
+                :attr:`filters_min_bbox_size`, ``min_bbox_size``.
+            img_meta: with ``scale_factor`` (used by ``rescale``).
+            rescale: divide the boxes by ``scale_factor`` (original-image coordinates).
+            with_nms: without it, the rescaled (and filtered) candidates are returned as they are.
+
+        Returns:
+            ``Instances`` with ``bboxes`` ``(K, 4)``, ``scores`` ``(K,)``, ``labels`` ``(K,)`` after NMS.
+        """
+        bboxes = results.bboxes
+        if rescale:
+            results.bboxes = bboxes = bboxes / scale_factor_tensor(img_meta["scale_factor"], bboxes)
+        min_size = float(cfg.get("min_bbox_size", -1)) if self.filters_min_bbox_size else -1.0
+        if min_size >= 0:
+            w, h = bboxes[:, 2] - bboxes[:, 0], bboxes[:, 3] - bboxes[:, 1]
+            valid = (w > min_size) & (h > min_size)
+            if not valid.all():
+                results = results[valid]
         if not with_nms:
-            fg = scores if self.use_sigmoid_cls else scores[:, :-1]
-            if factors is None:
-                return Instances(bboxes=bboxes, scores=fg)
-            return Instances(bboxes=bboxes, scores=fg, score_factors=factors)
-        if self.use_sigmoid_cls:
-            # multiclass_nms expects a last (background) column, which the softmax scores already have
-            scores = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], dim=1)
+            return results
+        max_per_img = int(cfg.get("max_per_img", -1))
+        scores = results.scores
+        if scores.dim() == 1:  # one score per candidate, NMS within each level
+            if not results.has("level_ids"):
+                raise ValueError(f"{type(self).__name__}: single-score candidates need 'level_ids'")
+            dets, keep = _batched_nms_with_cfg(results.bboxes, scores, results.level_ids, dict(cfg["nms"]))
+            if max_per_img > 0:
+                dets, keep = dets[:max_per_img], keep[:max_per_img]
+            labels = torch.zeros(dets.shape[0], dtype=torch.long, device=dets.device)
+            return Instances(bboxes=dets[:, :4], scores=dets[:, 4], labels=labels)
+        # multiclass_nms expects a last (background) column, which it ignores
+        scores = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], dim=1)
+        factors = results.get("score_factors")
         dets, labels = multiclass_nms(
-            bboxes, scores, float(cfg["score_thr"]), dict(cfg["nms"]), int(cfg.get("max_per_img", -1)),
+            results.bboxes, scores, float(cfg["score_thr"]), dict(cfg["nms"]), max_per_img,
             score_factors=factors,
         )
         return Instances(bboxes=dets[:, :4], scores=dets[:, 4], labels=labels)

@@ -48,7 +48,10 @@ class BaseDetector(BaseModule):
 
     def predict(self, imgs: torch.Tensor, img_metas: list[dict], rescale: bool = True,
                 **extra: Any) -> list[Instances]:
-        """Detections: one ``Instances`` per image (original-image coordinates with ``rescale``)."""
+        """Detections: one ``Instances`` per image (original-image coordinates with ``rescale``).
+
+        ``extra`` may hold ``proposals`` (per image ``Instances`` or ``(N_i, 4)`` boxes), which a
+        detector with a RoI stage uses instead of its own; single-stage detectors ignore them."""
         raise NotImplementedError
 
     def aug_test(self, imgs: list[torch.Tensor], img_metas: list[list[dict]], rescale: bool = True,
@@ -90,9 +93,13 @@ class BaseDetector(BaseModule):
         return self.predict(imgs, img_metas, **_predict_kwargs(extra))
 
 
+#: batch entries that reach ``predict`` (``proposals``: precomputed per-image boxes, for Fast R-CNN);
+#: the others (e.g. gt_semantic_seg) serve training only
+PREDICT_KEYS = ("rescale", "proposals")
+
+
 def _predict_kwargs(extra: dict[str, Any]) -> dict[str, Any]:
-    # Batch entries that only training uses (e.g. gt_semantic_seg) are not passed to predict.
-    return {k: v for k, v in extra.items() if k == "rescale"}
+    return {k: v for k, v in extra.items() if k in PREDICT_KEYS}
 
 
 def _check_batch(imgs: Any, img_metas: Any) -> None:

@@ -91,6 +91,9 @@ class FocalLoss(nn.Module):
     avg_factor=None, reduction_override=None)``. ``activated=True`` takes probabilities instead of logits.
     """
 
+    #: balances easy negatives itself: an anchor head ignores a sampler in its train_cfg
+    handles_imbalance = True
+
     def __init__(
         self,
         use_sigmoid: bool = True,

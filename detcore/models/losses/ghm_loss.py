@@ -61,6 +61,9 @@ class GHMC(_GHMBase):
     """GHM classification loss on sigmoid logits. ``forward(pred (N, C), target (N,) labels with C =
     background or (N, C) binary, label_weight (N,) or (N, C), reduction_override=None)``."""
 
+    #: balances easy negatives itself: an anchor head ignores a sampler in its train_cfg
+    handles_imbalance = True
+
     def __init__(
         self,
         bins: int = 10,

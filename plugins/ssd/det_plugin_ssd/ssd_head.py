@@ -27,10 +27,8 @@ from torch import nn
 
 from detcore.models import ConvModule
 from detcore.models.dense_heads import AnchorHead
-from detcore.models.dense_heads.base_dense_head import BaseDenseHead, unpack_gt_instances
 from detcore.models.losses import smooth_l1_loss
 from detcore.models.utils import multi_apply
-from detcore.registry import build
 from detcore.structures.instances import Instances
 
 _DEFAULT_ANCHORS: dict[str, Any] = {
@@ -92,52 +90,36 @@ class SSDHead(AnchorHead):
             "type": "Xavier", "layer": "Conv2d", "distribution": "uniform", "bias": 0,
         },
     ) -> None:
-        # AnchorHead.__init__ assumes one anchor count for every level and builds loss modules SSD
-        # does not use: set up the shared attributes here instead.
-        BaseDenseHead.__init__(self, init_cfg)
-        if int(num_classes) <= 0:
-            raise ValueError(f"SSDHead: num_classes must be > 0, got {num_classes}")
         if use_depthwise:
             raise NotImplementedError("SSDHead: use_depthwise (SSD-Lite) is not supported by det-plugin-ssd")
-        self.num_classes = int(num_classes)
-        self.in_channels = tuple(in_channels)
         self.stacked_convs = int(stacked_convs)
-        self.feat_channels = feat_channels
         self.conv_cfg = dict(conv_cfg) if conv_cfg else None
         self.norm_cfg = dict(norm_cfg) if norm_cfg else None
         self.act_cfg = dict(act_cfg) if act_cfg else None
-        self.use_sigmoid_cls = False
-        self.cls_out_channels = self.num_classes + 1  # softmax with the background last
-        self.reg_decoded_bbox = reg_decoded_bbox
-        self.prior_generator = build("task_util", dict(anchor_generator), where="SSDHead.anchor_generator")
-        self.num_base_priors = list(self.prior_generator.num_base_priors)
-        if len(self.num_base_priors) != len(self.in_channels):
-            raise ValueError(
-                f"SSDHead: {len(self.in_channels)} in_channels but the anchor generator has "
-                f"{len(self.num_base_priors)} levels"
-            )
-        self.bbox_coder = build("task_util", dict(bbox_coder), where="SSDHead.bbox_coder")
-        self.train_cfg = dict(train_cfg) if train_cfg is not None else None
-        self.test_cfg = dict(test_cfg) if test_cfg is not None else None
-        self.sampling = False
-        if self.train_cfg:
-            if "assigner" not in self.train_cfg:
-                raise ValueError("SSDHead: train_cfg needs an 'assigner' table")
-            self.assigner = build(
-                "task_util", dict(self.train_cfg["assigner"]), where="SSDHead.train_cfg.assigner"
-            )
-            self.sampler = build("task_util", {"type": "PseudoSampler"}, where="SSDHead.sampler")
-        self._init_layers()
+        # no loss modules: softmax scores (background last), losses computed in loss_by_feat_single
+        super().__init__(
+            num_classes, tuple(in_channels), feat_channels=feat_channels, anchor_generator=anchor_generator,
+            bbox_coder=bbox_coder, reg_decoded_bbox=reg_decoded_bbox, loss_cls=None, loss_bbox=None,
+            train_cfg=train_cfg, test_cfg=test_cfg, init_cfg=init_cfg,
+        )
+
+    def _handles_imbalance(self) -> bool:
+        return True  # hard negative mining: a configured sampler is ignored
 
     @property
     def num_anchors(self) -> list[int]:
         """Anchors per location of each level."""
-        return self.num_base_priors
+        return self.num_base_priors_per_level
 
     def _init_layers(self) -> None:
+        if len(self.num_base_priors_per_level) != len(self.in_channels):
+            raise ValueError(
+                f"SSDHead: {len(self.in_channels)} in_channels but the anchor generator has "
+                f"{len(self.num_base_priors_per_level)} levels"
+            )
         self.cls_convs = nn.ModuleList()
         self.reg_convs = nn.ModuleList()
-        for channels, num_priors in zip(self.in_channels, self.num_base_priors):
+        for channels, num_priors in zip(self.in_channels, self.num_base_priors_per_level):
             cls_layers: list[nn.Module] = []
             reg_layers: list[nn.Module] = []
             c = channels
@@ -160,7 +142,7 @@ class SSDHead(AnchorHead):
 
     # -- losses -----------------------------------------------------------------------------------
 
-    def loss_single(  # type: ignore[override]
+    def loss_by_feat_single(  # type: ignore[override]
         self,
         cls_score: torch.Tensor,
         bbox_pred: torch.Tensor,
@@ -169,25 +151,25 @@ class SSDHead(AnchorHead):
         label_weights: torch.Tensor,
         bbox_targets: torch.Tensor,
         bbox_weights: torch.Tensor,
-        num_total_samples: float,
+        avg_factor: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Losses of one image over all its anchors ``N`` (levels concatenated).
 
         ``cls_score`` ``(N, num_classes + 1)``, ``bbox_pred`` ``(N, 4)``, ``anchor`` ``(N, 4)``, ``labels``
         / ``label_weights`` ``(N,)``, ``bbox_targets`` / ``bbox_weights`` ``(N, 4)``. Returns
-        ``(loss_cls (1,), loss_bbox ())``, both divided by ``num_total_samples``.
+        ``(loss_cls (1,), loss_bbox ())``, both divided by ``avg_factor``.
         """
         loss_cls_all = F.cross_entropy(cls_score, labels, reduction="none") * label_weights
         pos_inds = ((labels >= 0) & (labels < self.num_classes)).nonzero(as_tuple=False).reshape(-1)
         neg_inds = (labels == self.num_classes).nonzero(as_tuple=False).view(-1)
         num_neg = min(int(self.train_cfg.get("neg_pos_ratio", 3)) * pos_inds.numel(), neg_inds.numel())
         topk_loss_cls_neg, _ = loss_cls_all[neg_inds].topk(num_neg)
-        loss_cls = (loss_cls_all[pos_inds].sum() + topk_loss_cls_neg.sum()) / num_total_samples
+        loss_cls = (loss_cls_all[pos_inds].sum() + topk_loss_cls_neg.sum()) / avg_factor
         if self.reg_decoded_bbox:
             bbox_pred = self.bbox_coder.decode(anchor, bbox_pred)
         loss_bbox = smooth_l1_loss(
             bbox_pred, bbox_targets, bbox_weights, beta=float(self.train_cfg.get("smoothl1_beta", 1.0)),
-            avg_factor=num_total_samples,
+            avg_factor=avg_factor,
         )
         return loss_cls[None], loss_bbox
 
@@ -200,43 +182,22 @@ class SSDHead(AnchorHead):
         gt_ignored_instances: Sequence[Instances] | None = None,
     ) -> dict[str, list[torch.Tensor]]:
         """``{"loss_cls": [per image (1,)], "loss_bbox": [per image ()]}`` for the head's outputs."""
-        if self.train_cfg is None:
-            raise ValueError("SSDHead: computing losses needs a train_cfg (assigner, neg_pos_ratio, ...)")
-        gt_bboxes, gt_labels, gt_bboxes_ignore = unpack_gt_instances(gt_instances, gt_ignored_instances)
-        featmap_sizes = [tuple(featmap.shape[-2:]) for featmap in cls_scores]
-        if len(featmap_sizes) != self.prior_generator.num_levels:
-            raise ValueError(
-                f"SSDHead: {len(featmap_sizes)} feature levels but the anchor generator has "
-                f"{self.prior_generator.num_levels}"
-            )
-        device = cls_scores[0].device
-        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, img_metas, device=device)
-        targets = self.get_targets(
-            anchor_list, valid_flag_list, gt_bboxes, img_metas, gt_bboxes_ignore_list=gt_bboxes_ignore,
-            gt_labels_list=gt_labels, label_channels=1, unmap_outputs=True,
-        )
-        if targets is None:
-            raise ValueError(
-                "SSDHead: an image of the batch has no anchor inside it "
-                f"(img_shapes {[tuple(m['img_shape']) for m in img_metas]})"
-            )
-        labels_list, label_weights_list, bbox_targets_list, bbox_weights_list, num_total_pos, _ = targets
-
+        t = self.loss_targets(cls_scores, gt_instances, img_metas, gt_ignored_instances)
         num_images = len(img_metas)
         all_cls_scores = torch.cat(
             [s.permute(0, 2, 3, 1).reshape(num_images, -1, self.cls_out_channels) for s in cls_scores], 1
         )
         if not torch.isfinite(all_cls_scores).all():
             raise FloatingPointError("SSDHead: classification scores are infinite or NaN")
-        all_labels = torch.cat(labels_list, -1).view(num_images, -1)
-        all_label_weights = torch.cat(label_weights_list, -1).view(num_images, -1)
+        all_labels = torch.cat(t.labels_list, -1).view(num_images, -1)
+        all_label_weights = torch.cat(t.label_weights_list, -1).view(num_images, -1)
         all_bbox_preds = torch.cat([b.permute(0, 2, 3, 1).reshape(num_images, -1, 4) for b in bbox_preds], -2)
-        all_bbox_targets = torch.cat(bbox_targets_list, -2).view(num_images, -1, 4)
-        all_bbox_weights = torch.cat(bbox_weights_list, -2).view(num_images, -1, 4)
-        all_anchors = [torch.cat(anchors) for anchors in anchor_list]
+        all_bbox_targets = torch.cat(t.bbox_targets_list, -2).view(num_images, -1, 4)
+        all_bbox_weights = torch.cat(t.bbox_weights_list, -2).view(num_images, -1, 4)
+        all_anchors = [torch.cat(anchors) for anchors in t.anchor_list]
 
         losses_cls, losses_bbox = multi_apply(
-            self.loss_single, all_cls_scores, all_bbox_preds, all_anchors, all_labels, all_label_weights,
-            all_bbox_targets, all_bbox_weights, num_total_samples=num_total_pos,
+            self.loss_by_feat_single, all_cls_scores, all_bbox_preds, all_anchors, all_labels,
+            all_label_weights, all_bbox_targets, all_bbox_weights, avg_factor=t.avg_factor,
         )
         return {"loss_cls": losses_cls, "loss_bbox": losses_bbox}
