@@ -61,3 +61,17 @@ def test_located_keeps_the_innermost_place():
     exc = located(located(OSError("unreadable"), "img 7 (a.jpg)"), "data.train")
     assert exc.detcore_where == "img 7 (a.jpg)"
     assert isinstance(exc, OSError)
+
+
+@pytest.mark.parametrize("content, kind", [(None, "FileNotFoundError"), ("{not json", "JSONDecodeError")])
+def test_dataset_annotation_errors_name_the_file(tmp_path, content, kind):
+    from detcore.cli.main import error_line
+    from detcore.data.datasets.coco import CocoDataset
+
+    ann = tmp_path / "ann.json"
+    if content is not None:
+        ann.write_text(content)
+    with pytest.raises(Exception) as info:
+        CocoDataset(ann_file=str(ann), pipeline=[], img_prefix=str(tmp_path))
+    line = error_line(info.value)
+    assert line.startswith(f"annotation file '{ann}': {kind}: "), line

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 from detcore.data.bad_data import BadDataReporter
 from detcore.data.image_io import ImageReadError
 from detcore.data.transforms.compose import Compose
+from detcore.errors import located
 
 
 class CustomDataset(Dataset):
@@ -69,8 +70,16 @@ class CustomDataset(Dataset):
         self.strict = strict
         self.bad_data = BadDataReporter(f"{type(self).__name__}({osp.basename(str(ann_file))})", strict)
         self.CLASSES = self.get_classes(classes)
-        self.data_infos: list[dict[str, Any]] = self.load_annotations(self.ann_file)
-        self.proposals = self.load_proposals(self.proposal_file) if self.proposal_file else None
+        try:
+            self.data_infos: list[dict[str, Any]] = self.load_annotations(self.ann_file)
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            located(exc, f"annotation file '{self.ann_file}'")
+            raise
+        try:
+            self.proposals = self.load_proposals(self.proposal_file) if self.proposal_file else None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            located(exc, f"proposal file '{self.proposal_file}'")
+            raise
         self._ann_cache: dict[int, dict[str, Any]] = {}
         valid = self._filter_imgs()
         self.data_infos = [self.data_infos[i] for i in valid]
