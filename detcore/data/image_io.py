@@ -1,84 +1,137 @@
-"""Image reading and the geometric primitives the transforms use, on HWC NumPy arrays.
+"""Image decoding and the geometric primitives the transforms use, on HWC NumPy arrays.
 
-Images are read with Pillow and returned as the reference returns them: ``uint8`` arrays in **BGR**
-channel order, shape ``(H, W, 3)`` (``(H, W)`` for grayscale).
+Decoding and resizing go through OpenCV, as the reference's (mmcv's) ``imfrombytes`` / ``imresize``
+do, so that the pixels are bit-identical to the reference's:
 
-Resizing follows the reference's numerics (``mmcv.imrescale`` / ``imresize`` with OpenCV): the new
-size of a ratio-keeping rescale is ``(int(w * s + 0.5), int(h * s + 0.5))`` with
-``s = min(long / max(h, w), short / min(h, w))``. Bilinear resampling is done with
-``torch.nn.functional.interpolate(mode="bilinear", align_corners=False, antialias=False)``, which
-samples the same source positions as ``cv2.INTER_LINEAR``; values may differ from OpenCV's
-fixed-point arithmetic by one grey level, so outputs are not bit-identical to the reference.
-Nearest resampling (masks, segmentation maps) uses ``floor(dst * in / out)`` like ``cv2.INTER_NEAREST``.
-When OpenCV is importable it is used instead (bit-identical to the reference).
+- :func:`imread` decodes with ``cv2.imdecode`` and returns ``uint8`` arrays in **BGR** order
+  (``(H, W, 3)``; ``(H, W)`` for grayscale), or RGB with ``channel_order="rgb"``. Pillow is used only
+  for files OpenCV cannot decode, with a warning that names the file.
+- :func:`imresize` is ``cv2.resize``: ``bilinear`` is ``INTER_LINEAR`` (half-pixel centres,
+  OpenCV's fixed-point weights for ``uint8``), ``nearest`` is ``INTER_NEAREST``
+  (``src = floor(dst * in / out)``). Arrays OpenCV cannot resize (``bool``, ``int64``, more than
+  512 channels) are resized nearest by a NumPy version of the same rule (other modes refuse them).
+- :func:`rescale_size` is the reference's ratio-keeping size rule: ``s = min(long / max(h, w),
+  short / min(h, w))``, new size ``(int(w * s + 0.5), int(h * s + 0.5))``.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import warnings
 from typing import Sequence, Union
 
+import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-try:  # optional
-    import cv2  # type: ignore
-
-    cv2.setNumThreads(0)
-except Exception:  # pragma: no cover - cv2 absent in the default environment
-    cv2 = None
-
-from PIL import Image
+cv2.setNumThreads(0)  # as the reference's workers do; results do not depend on it
 
 Scale = Union[float, int, Sequence[int]]
+
+#: ``color_type`` (the reference's ``LoadImageFromFile`` flag) -> ``cv2.imdecode`` flag.
+IMREAD_FLAGS = {
+    "color": cv2.IMREAD_COLOR,
+    "grayscale": cv2.IMREAD_GRAYSCALE,
+    "unchanged": cv2.IMREAD_UNCHANGED,
+    "color_ignore_orientation": cv2.IMREAD_IGNORE_ORIENTATION | cv2.IMREAD_COLOR,
+    "grayscale_ignore_orientation": cv2.IMREAD_IGNORE_ORIENTATION | cv2.IMREAD_GRAYSCALE,
+}
+
+#: interpolation name (the reference's spelling) -> ``cv2.resize`` flag.
+INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+
+_CV2_RESIZE_DTYPES = (np.uint8, np.int8, np.uint16, np.int16, np.float32, np.float64)
 
 
 class ImageReadError(OSError):
     """An image file is missing, unreadable or corrupt."""
 
 
-def imread(path: str, color_type: str = "color") -> np.ndarray:
-    """Read an image file into a NumPy array.
+def imfrombytes(
+    data: bytes, color_type: str = "color", channel_order: str = "bgr", source: str = "<bytes>"
+) -> np.ndarray:
+    """Decode an encoded image (PNG, JPEG, ...) -> ``uint8`` array; see :func:`imread`.
 
-    ``color_type``: ``"color"`` -> ``uint8 (H, W, 3)`` BGR; ``"grayscale"`` -> ``uint8 (H, W)``;
-    ``"unchanged"`` -> the file's own channels (RGB(A) reordered to BGR(A)).
-    Raises :class:`ImageReadError` when the file is missing or cannot be decoded.
+    ``source`` names the data in messages. Raises :class:`ImageReadError` when neither OpenCV nor
+    Pillow can decode it, ``ValueError`` for an unknown ``color_type`` / ``channel_order``.
+    """
+    if color_type not in IMREAD_FLAGS:
+        raise ValueError(f"color_type must be one of {sorted(IMREAD_FLAGS)}, got {color_type!r}")
+    if channel_order not in ("bgr", "rgb"):
+        raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    img = cv2.imdecode(buf, IMREAD_FLAGS[color_type]) if buf.size else None
+    if img is None:
+        img = _pillow_decode(data, color_type, source)
+    if channel_order == "rgb" and img.ndim == 3 and img.shape[2] in (3, 4):
+        order = [2, 1, 0] + ([3] if img.shape[2] == 4 else [])
+        img = img[:, :, order]
+    return np.ascontiguousarray(img)
+
+
+def _pillow_decode(data: bytes, color_type: str, source: str) -> np.ndarray:
+    """Fallback for formats OpenCV cannot read; returns BGR like OpenCV (no EXIF rotation)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if color_type.startswith("color"):
+                arr = np.asarray(im.convert("RGB"))[:, :, ::-1]
+            elif color_type.startswith("grayscale"):
+                arr = np.asarray(im.convert("L"))
+            else:
+                arr = np.asarray(im)
+                if arr.ndim == 3 and arr.shape[2] in (3, 4):
+                    arr = arr[:, :, [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])]
+            fmt = im.format
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        raise ImageReadError(
+            f"cannot decode image {source}: OpenCV cannot read it and Pillow fails with "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    warnings.warn(
+        f"{source}: OpenCV cannot decode this {fmt} file; decoded with Pillow instead, whose pixels "
+        "may differ from the reference's (convert the file to PNG or JPEG for identical pixels)",
+        stacklevel=3,
+    )
+    return arr
+
+
+def imread(path: str, color_type: str = "color", channel_order: str = "bgr") -> np.ndarray:
+    """Read an image file into a NumPy array, as the reference's ``LoadImageFromFile`` does.
+
+    ``color_type``: ``"color"`` -> ``uint8 (H, W, 3)``; ``"grayscale"`` -> ``uint8 (H, W)``;
+    ``"unchanged"`` -> the file's own channels and depth (``uint16`` PNGs stay ``uint16``);
+    ``*_ignore_orientation`` variants skip the EXIF rotation. ``channel_order``: ``"bgr"`` (the
+    reference's default) or ``"rgb"``. Raises :class:`ImageReadError` when the file is missing or
+    cannot be decoded.
     """
     if not os.path.isfile(path):
         raise ImageReadError(f"image file not found: {path}")
     try:
         with open(path, "rb") as f:
             data = f.read()
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if color_type == "color":
-                arr = np.asarray(im.convert("RGB"))[:, :, ::-1]
-            elif color_type == "grayscale":
-                arr = np.asarray(im.convert("L"))
-            elif color_type == "unchanged":
-                arr = np.asarray(im)
-                if arr.ndim == 3 and arr.shape[2] in (3, 4):
-                    order = [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])
-                    arr = arr[:, :, order]
-            else:
-                raise ValueError(
-                    f"color_type must be 'color', 'grayscale' or 'unchanged', got {color_type!r}"
-                )
-    except ValueError:
-        raise
-    except Exception as exc:  # PIL raises many types for corrupt data
-        raise ImageReadError(f"cannot decode image {path}: {type(exc).__name__}: {exc}") from None
-    return np.ascontiguousarray(arr)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc}") from None
+    return imfrombytes(data, color_type, channel_order, source=path)
 
 
 def imwrite(img: np.ndarray, path: str) -> None:
-    """Write a BGR ``uint8`` image (or a single-channel map) with Pillow; the format follows the suffix."""
+    """Write a BGR image (or a single-channel map) with OpenCV; the format follows the suffix."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if img.ndim == 3:
-        img = img[:, :, ::-1]
-    Image.fromarray(np.ascontiguousarray(img)).save(path)
+    ext = os.path.splitext(path)[1] or ".png"
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(img))
+    if not ok:
+        raise OSError(f"OpenCV cannot encode an image of shape {img.shape} dtype {img.dtype} as {ext}")
+    with open(path, "wb") as f:
+        f.write(buf.tobytes())
 
 
 def rescale_size(old_size: tuple[int, int], scale: Scale) -> tuple[tuple[int, int], float]:
@@ -97,27 +150,30 @@ def rescale_size(old_size: tuple[int, int], scale: Scale) -> tuple[tuple[int, in
 
 
 def imresize(img: np.ndarray, size: tuple[int, int], interpolation: str = "bilinear") -> np.ndarray:
-    """Resize ``img`` (``(H, W)`` or ``(H, W, C)``) to ``size = (w, h)``; keeps the dtype."""
+    """Resize ``img`` (``(H, W)`` or ``(H, W, C)``) to ``size = (w, h)`` with ``cv2.resize``; keeps the
+    dtype and the number of dimensions."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
     w, h = int(size[0]), int(size[1])
-    if img.shape[0] == h and img.shape[1] == w:
-        return img.copy()
-    if cv2 is not None:  # pragma: no cover
-        flag = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}[interpolation]
-        return cv2.resize(img, (w, h), interpolation=flag)
-    if interpolation not in ("bilinear", "nearest"):
-        raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
-    if interpolation == "nearest":
-        ys = np.minimum((np.arange(h) * (img.shape[0] / h)).astype(np.int64), img.shape[0] - 1)
-        xs = np.minimum((np.arange(w) * (img.shape[1] / w)).astype(np.int64), img.shape[1] - 1)
-        return img[ys][:, xs].copy()
-    squeeze = img.ndim == 2
-    arr = img[:, :, None] if squeeze else img
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None].float()
-    out = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=False)[0]
-    if img.dtype == np.uint8:
-        out = out.round_().clamp_(0, 255).to(torch.uint8)
-    out_np = out.permute(1, 2, 0).numpy().astype(img.dtype, copy=False)
-    return np.ascontiguousarray(out_np[:, :, 0] if squeeze else out_np)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"imresize: target size (w, h) = {(w, h)} must be positive")
+    channels = img.shape[2] if img.ndim == 3 else 1
+    if img.dtype.type in _CV2_RESIZE_DTYPES and channels <= 512:
+        out = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=INTERPOLATIONS[interpolation])
+        return out[:, :, None] if img.ndim == 3 and out.ndim == 2 else out
+    if interpolation != "nearest":
+        raise TypeError(
+            f"imresize: OpenCV cannot resize a {img.dtype} array with {channels} channels; "
+            f"only 'nearest' works for it, not {interpolation!r}"
+        )
+    return _nearest_numpy(img, w, h)
+
+
+def _nearest_numpy(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    """``cv2.INTER_NEAREST``'s sampling (``floor(dst * in / out)``) for dtypes OpenCV does not take."""
+    ys = np.minimum(np.floor(np.arange(h) * (img.shape[0] / h)).astype(np.int64), img.shape[0] - 1)
+    xs = np.minimum(np.floor(np.arange(w) * (img.shape[1] / w)).astype(np.int64), img.shape[1] - 1)
+    return np.ascontiguousarray(img[ys][:, xs])
 
 
 def imrescale(

@@ -13,32 +13,41 @@ from typing import Any
 import numpy as np
 import pycocotools.mask as mask_utils
 
-from detcore.data.image_io import imread
+from detcore.data.image_io import IMREAD_FLAGS, imread
 from detcore.structures.masks import BitmapMasks, PolygonMasks
 
 
 class LoadImageFromFile:
-    """Read ``img_prefix / img_info["filename"]``.
+    """Read ``img_prefix / img_info["filename"]`` with OpenCV (see :func:`detcore.data.image_io.imread`).
 
-    Adds ``filename``, ``ori_filename``, ``img`` (``uint8`` BGR ``(H, W, 3)``, or ``(H, W)`` for
-    ``color_type="grayscale"``; ``float32`` with ``to_float32``), ``img_shape``, ``ori_shape``,
+    ``color_type``: ``color`` | ``grayscale`` | ``unchanged`` | ``color_ignore_orientation`` |
+    ``grayscale_ignore_orientation`` (the reference's flags); ``channel_order``: ``bgr`` (default, as
+    the reference) | ``rgb``. Adds ``filename``, ``ori_filename``, ``img`` (``uint8 (H, W, 3)``, or
+    ``(H, W)`` for grayscale; ``float32`` with ``to_float32``), ``img_shape``, ``ori_shape``,
     ``img_fields = ["img"]``. A missing or corrupt file raises
     :class:`detcore.data.image_io.ImageReadError` (the dataset applies the bad-data policy).
     """
 
-    def __init__(self, to_float32: bool = False, color_type: str = "color") -> None:
-        if color_type not in ("color", "grayscale", "unchanged"):
+    def __init__(
+        self, to_float32: bool = False, color_type: str = "color", channel_order: str = "bgr"
+    ) -> None:
+        if color_type not in IMREAD_FLAGS:
             raise ValueError(
-                f"LoadImageFromFile: color_type must be color, grayscale or unchanged, got {color_type!r}"
+                f"LoadImageFromFile: color_type must be one of {', '.join(IMREAD_FLAGS)}, got {color_type!r}"
+            )
+        if channel_order not in ("bgr", "rgb"):
+            raise ValueError(
+                f"LoadImageFromFile: channel_order must be 'bgr' or 'rgb', got {channel_order!r}"
             )
         self.to_float32 = to_float32
         self.color_type = color_type
+        self.channel_order = channel_order
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
         name = results["img_info"]["filename"]
         prefix = results.get("img_prefix")
         filename = osp.join(prefix, name) if prefix else name
-        img = imread(filename, self.color_type)
+        img = imread(filename, self.color_type, self.channel_order)
         if self.to_float32:
             img = img.astype(np.float32)
         results["filename"] = filename
@@ -50,7 +59,10 @@ class LoadImageFromFile:
         return results
 
     def __repr__(self) -> str:
-        return f"LoadImageFromFile(to_float32={self.to_float32}, color_type={self.color_type!r})"
+        return (
+            f"LoadImageFromFile(to_float32={self.to_float32}, color_type={self.color_type!r}, "
+            f"channel_order={self.channel_order!r})"
+        )
 
 
 class LoadAnnotations:
