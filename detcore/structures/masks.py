@@ -147,8 +147,11 @@ class BitmapMasks(BaseMasks):
         )
         gt = torch.from_numpy(self.masks).to(device).index_select(0, inds_t).float()[:, None]
         targets = roi_align(gt, rois, (oh, ow), 1.0, 0, True).squeeze(1)
-        out = (targets >= 0.5) if binarize else targets
-        return BitmapMasks(out.cpu().numpy().astype(np.uint8) if binarize else out.cpu().numpy(), oh, ow)
+        if binarize:
+            return BitmapMasks((targets >= 0.5).cpu().numpy().astype(np.uint8), oh, ow)
+        soft = BitmapMasks(np.empty((0, oh, ow), np.uint8), oh, ow)
+        soft.masks = targets.cpu().numpy()  # float values in [0, 1] (soft mask targets), not cast to uint8
+        return soft
 
     # -- conversion --------------------------------------------------------------------------------
 
@@ -291,7 +294,8 @@ class PolygonMasks(BaseMasks):
         out = []
         for box, i in zip(bboxes, inds):
             x1, y1, x2, y2 = box.astype(np.float64)
-            sx, sy = ow / max(x2 - x1, 0.1), oh / max(y2 - y1, 0.1)
+            # a box narrower than one pixel scales as one pixel wide (the reference)
+            sx, sy = ow / max(x2 - x1, 1.0), oh / max(y2 - y1, 1.0)
             polys = []
             for p in self.masks[int(i)]:
                 q = p.copy()
