@@ -28,7 +28,7 @@ import _engine_tiny  # noqa: E402
 
 def bare_loop(loader, iters: int, warmup: int) -> float:
     """Seconds per iteration of a plain loop: forward, sum of losses, backward, step, zero_grad."""
-    from detcore.engine.runner import to_device
+    from detcore.engine.loops import to_device
 
     torch.manual_seed(0)
     model = _engine_tiny.TinyDetector()

@@ -34,8 +34,12 @@ def init_detector(
     overrides (``"model.test_cfg.score_thr=0.3"``). The model gets ``cfg`` (the Config) and
     ``CLASSES`` (from the checkpoint's meta, the config's ``classes`` or the test dataset).
     """
-    from detcore.engine.checkpoint import extract_state_dict, load_checkpoint_file, load_weights
-    from detcore.engine.runner import resolve_checkpoint_path
+    from detcore.engine.checkpoint import (
+        extract_state_dict,
+        load_checkpoint_file,
+        load_weights,
+        resolve_checkpoint_path,
+    )
     from detcore.registry import build
 
     if isinstance(config, Config):
@@ -168,7 +172,7 @@ def inference_detector(
     ``masks`` for instance-segmentation models).
     """
     from detcore.data import collate
-    from detcore.engine.runner import to_device
+    from detcore.engine.loops import to_device
 
     cfg = getattr(model, "cfg", None)
     if not isinstance(cfg, Config):

@@ -148,6 +148,15 @@ def detcore_register_run_hooks() -> Mapping[str, Factory]:
 
 
 @hookspec
+def detcore_register_loops() -> Mapping[str, Factory]:
+    """Run loops: training (the ``[runner]`` table), validation and test loops. Return ``{name: factory}``.
+
+    A factory takes the ``runner`` plus its table's keys; the built loop's ``run()`` iterates and
+    fires the run events (see ``detcore.engine.loops``).
+    """
+
+
+@hookspec
 def detcore_register_task_utils() -> Mapping[str, Factory]:
     """Task utilities: assigners, samplers, box coders, prior generators, IoU calculators.
 
@@ -196,6 +205,7 @@ COMPONENT_KINDS: dict[str, str] = {
     "transform": "detcore_register_transforms",
     "metric": "detcore_register_metrics",
     "run_hook": "detcore_register_run_hooks",
+    "loop": "detcore_register_loops",
     "task_util": "detcore_register_task_utils",
     "layer": "detcore_register_layers",
     "optimizer": "detcore_register_optimizers",

@@ -1,4 +1,4 @@
-"""Built-in plugin: the engine's run hooks, optimizers and learning-rate schedules."""
+"""Built-in plugin: the engine's run hooks, loops, optimizers and learning-rate schedules."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ def detcore_register_run_hooks() -> Mapping[str, Callable[..., Any]]:
     from detcore.engine.hooks import BUILTIN_HOOKS
 
     return dict(BUILTIN_HOOKS)
+
+
+@hookimpl
+def detcore_register_loops() -> Mapping[str, Callable[..., Any]]:
+    from detcore.engine.loops import LOOPS
+
+    return dict(LOOPS)
 
 
 @hookimpl

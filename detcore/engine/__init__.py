@@ -1,7 +1,8 @@
-"""The training engine: the Runner, run hooks, optimizers, schedules and checkpoints."""
+"""The training engine: the Runner, its loops, run hooks, optimizers, schedules and checkpoints."""
 
 from detcore.engine.checkpoint import (
     LoadReport,
+    RunState,
     extract_state_dict,
     find_latest,
     load_checkpoint_file,
@@ -19,12 +20,31 @@ from detcore.engine.hooks import (
     OptimizerHook,
     ParamSchedulerHook,
 )
+from detcore.engine.hooks.builder import build_run_hooks
+from detcore.engine.loops import (
+    BaseLoop,
+    BaseTrainLoop,
+    EpochBasedTrainLoop,
+    EvalLoop,
+    IterBasedTrainLoop,
+    TestLoop,
+    ValLoop,
+    parse_losses,
+)
 from detcore.engine.optim import build_optimizer, param_groups
-from detcore.engine.runner import Runner, parse_losses
+from detcore.engine.runner import Runner
 from detcore.engine.seed import get_rng_state, set_random_seed, set_rng_state
 
 __all__ = [
     "PRIORITIES",
+    "BaseLoop",
+    "BaseTrainLoop",
+    "EpochBasedTrainLoop",
+    "EvalLoop",
+    "IterBasedTrainLoop",
+    "RunState",
+    "TestLoop",
+    "ValLoop",
     "CheckpointHook",
     "EMAHook",
     "EvalHook",
@@ -38,6 +58,7 @@ __all__ = [
     "Runner",
     "RunHookManager",
     "build_optimizer",
+    "build_run_hooks",
     "extract_state_dict",
     "find_latest",
     "get_priority",

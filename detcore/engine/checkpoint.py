@@ -1,9 +1,11 @@
-"""Checkpoint files: atomic writes, the latest pointer, safe loading and weight loading with a report.
+"""Checkpoint files and run state: atomic writes, the latest pointer, safe loading, weight loading with a
+report, and what a run saves and restores to resume exactly (:class:`RunState`).
 
 A detcore checkpoint is a dict with ``state_dict`` (model), ``optimizer``, ``scheduler``, ``meta``
-(``epoch``, ``iter``, ``inner_iter``, ``config`` as TOML text, ``detcore_version``, ``plugins``
-{name: version}, ``seed``, ``time``) and ``rng`` (a list of per-rank RNG states), plus whatever
-hooks add in ``before_save_checkpoint`` (e.g. ``ema_state_dict``). Everything in it loads with
+(the training loop's position ``epoch``, ``iter``, ``inner_iter`` and ``epoch_rng``, ``config`` as
+TOML text, ``detcore_version``, ``plugins`` {name: version}, ``seed``, ``time``), ``rng`` (a list of
+per-rank RNG states) and ``grad_scaler`` (float16 AMP runs), plus whatever hooks add in
+``before_save_checkpoint`` (e.g. ``ema_state_dict``). Everything in it loads with
 ``torch.load(weights_only=True)``.
 """
 
@@ -17,6 +19,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from detcore.engine import dist as dist_utils
+from detcore.engine.seed import get_rng_state
 
 LATEST_FILE = "latest.pth"
 _NUMBERED = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
@@ -191,3 +196,85 @@ def prune_checkpoints(work_dir: str | Path, prefix: str, max_keep: int, keep: se
     found.sort()
     for _, p in found[: max(0, len(found) - max_keep)]:
         p.unlink(missing_ok=True)
+
+
+def resolve_checkpoint_path(source: str | Path) -> Path:
+    """A local path for a checkpoint path or URL (URLs are downloaded to the cache, checksum-checked).
+
+    A work dir's ``latest.pth`` pointer resolves to the checkpoint it names.
+    """
+    from detcore.engine.download import is_url
+
+    source = str(source)
+    if not is_url(source):
+        path = Path(source)
+        if path.name == LATEST_FILE and path.is_file():
+            return find_latest(path.parent) or path
+        return path
+    try:
+        from detcore.models.checkpoint_io import load_url_to_cache
+    except ImportError:
+        from detcore.engine.download import download_to_cache as load_url_to_cache
+    cache = os.environ.get("DETCORE_CACHE")
+    return Path(load_url_to_cache(source, cache_dir=Path(cache) / "checkpoints" if cache else None))
+
+
+@dataclass
+class RunState:
+    """The objects whose state a checkpoint holds so that a resumed run continues bit for bit.
+
+    ``model`` (unwrapped), ``optimizer``, ``scheduler`` and ``grad_scaler`` save through
+    ``state_dict()`` / ``load_state_dict()``; the training ``loop`` through ``state_dict()`` (its
+    position and RNG states, stored in ``meta``) and ``load_state_dict(meta, rng)``. Each process's
+    RNG states are gathered into ``rng``, so every rank resumes its own streams. Any part may be
+    ``None`` (not saved, not restored).
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: Any = None
+    grad_scaler: Any = None
+    loop: Any = None
+
+    def to_checkpoint(self, meta: Mapping[str, Any]) -> dict[str, Any]:
+        """The checkpoint dict: every part's state, ``meta`` after the loop's entries, all ranks' RNG states.
+
+        A collective call in distributed runs (the RNG states are gathered): every rank must make it.
+        """
+        checkpoint: dict[str, Any] = {
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+            "meta": {**(self.loop.state_dict() if self.loop is not None else {}), **meta},
+            "rng": dist_utils.all_gather_object(get_rng_state()),
+        }
+        if self.grad_scaler is not None:
+            checkpoint["grad_scaler"] = self.grad_scaler.state_dict()
+        return checkpoint
+
+    def restore(self, checkpoint: Mapping[str, Any], rank: int = 0, world_size: int = 1) -> list[str]:
+        """Load every part from ``checkpoint`` (weights strictly); returns warnings about what is inexact.
+
+        The loop gets ``meta`` and the RNG states saved by process ``rank`` (process 0's if the
+        checkpoint was written by fewer processes).
+        """
+        warnings: list[str] = []
+        load_weights(self.model, extract_state_dict(checkpoint), strict=True)
+        if self.optimizer is not None and checkpoint.get("optimizer"):
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scheduler is not None and checkpoint.get("scheduler") is not None:
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if self.grad_scaler is not None and "grad_scaler" in checkpoint:
+            self.grad_scaler.load_state_dict(checkpoint["grad_scaler"])
+        rng_states = checkpoint.get("rng") or []
+        rng = None
+        if rng_states:
+            if len(rng_states) != world_size:
+                warnings.append(
+                    f"the checkpoint was written by {len(rng_states)} process(es), this run has "
+                    f"{world_size}: RNG states are not restored exactly"
+                )
+            rng = rng_states[rank] if rank < len(rng_states) else rng_states[0]
+        if self.loop is not None:
+            self.loop.load_state_dict(checkpoint.get("meta", {}), rng)
+        return warnings

@@ -1,14 +1,11 @@
-"""The Runner: builds a run from a merged config and drives training, validation and testing.
+"""The Runner: assembles a run from a merged config and hands it to its loops.
 
-The loop is the same for both runner types; they differ in what ends the run and what intervals
-count. ``EpochBasedRunner`` runs ``max_epochs`` passes over the training data; ``IterBasedRunner``
-runs ``max_iters`` iterations, starting a new pass over the data whenever one ends. Every timepoint
-fires a run event (:class:`detcore.hookspecs.RunEventSpecs`) on the run's own plugin manager, where
-the hooks are registered in priority order.
-
-Counters: ``epoch`` and ``iter`` are the numbers of epochs / iterations completed before the current
-one (0-based indices of the current one while it runs); ``inner_iter`` is the index of the current
-batch in its epoch. Checkpoints record the position *after* the step being saved.
+A run is: the process set-up (distributed group, device, work dir, logger, seed), the model (DDP
+wrapped in distributed runs), the optimizer, AMP, the data loaders (built on first use), a training
+loop and validation / test loops (:mod:`detcore.engine.loops`), the run hooks
+(:func:`detcore.engine.hooks.builder.build_run_hooks`) on the run's own hook manager, and the
+state a checkpoint saves (:class:`detcore.engine.checkpoint.RunState`). The counters ``epoch``,
+``iter``, ``inner_iter`` and the limits ``max_epochs`` / ``max_iters`` are the training loop's.
 """
 
 from __future__ import annotations
@@ -29,82 +26,53 @@ from torch import nn
 from detcore.config import Config, load_config, validate_config
 from detcore.engine import dist as dist_utils
 from detcore.engine.checkpoint import (
+    RunState,
     extract_state_dict,
     find_latest,
     load_checkpoint_file,
     load_weights,
+    resolve_checkpoint_path,
     save_atomic,
     write_latest,
 )
-from detcore.engine.hook import Hook, RunHookManager, check_run_hook, get_priority
+from detcore.engine.hook import RunHookManager, get_priority
+from detcore.engine.hooks import EvalHook, ParamSchedulerHook
+from detcore.engine.hooks.builder import build_run_hooks
 from detcore.engine.log_buffer import LogBuffer
-from detcore.engine.seed import get_rng_state, set_random_seed, set_rng_state
+from detcore.engine.loops import IGNORED_KEYS, LOOP_ALIASES, BaseTrainLoop, EvalLoop
+from detcore.engine.seed import set_random_seed
 from detcore.errors import ConfigError
 
-RUNNER_TYPES = ("EpochBasedRunner", "IterBasedRunner")
-
-#: config table -> built-in hook type it configures (registration order = tie order)
-BUILTIN_HOOK_TABLES: tuple[tuple[str, str], ...] = (
-    ("lr_config", "ParamSchedulerHook"),
-    ("optimizer_config", "OptimizerHook"),
-    ("timer_config", "IterTimerHook"),
-    ("checkpoint_config", "CheckpointHook"),
-    ("evaluation", "EvalHook"),
-    ("log_config", "LoggerHook"),
-)
+#: the loop tables of a config and the loop each builds when the config has no such table
+DEFAULT_LOOPS: dict[str, dict[str, Any]] = {
+    "runner": {"type": "EpochBasedRunner", "max_epochs": 12},
+    "val_loop": {"type": "ValLoop"},
+    "test_loop": {"type": "TestLoop"},
+}
 
 
-def to_device(obj: Any, device: torch.device) -> Any:
-    """Move tensors and ``Instances`` inside lists/dicts of a batch to ``device`` (metas stay as they are)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if hasattr(obj, "to") and type(obj).__name__ == "Instances":
-        return obj.to(device)
-    if isinstance(obj, list):
-        return [to_device(o, device) for o in obj]
-    if isinstance(obj, dict):
-        return {k: (v if k == "img_metas" else to_device(v, device)) for k, v in obj.items()}
-    return obj
-
-
-def parse_losses(losses: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss (sum of every entry whose key contains ``loss``) and every entry as a float.
-
-    Entries are tensors (averaged) or lists of tensors (each averaged, then summed).
-    """
-    if not isinstance(losses, Mapping):
-        raise TypeError(f"in train mode the model must return a dict of losses, got {type(losses).__name__}")
-    values: dict[str, torch.Tensor] = {}
-    for key, value in losses.items():
-        if isinstance(value, torch.Tensor):
-            values[key] = value.mean()
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, torch.Tensor) for v in value):
-            values[key] = sum(v.mean() for v in value) if value else torch.zeros(())
-        else:
-            raise TypeError(f"loss '{key}' must be a tensor or a list of tensors, got {type(value).__name__}")
-    loss_terms = [v for k, v in values.items() if "loss" in k]
-    if not loss_terms:
-        raise ValueError(f"the model returned no entry whose name contains 'loss' (keys: {sorted(values)})")
-    total = sum(loss_terms)
-    values["loss"] = total
-    if dist_utils.is_distributed():
-        stacked = torch.stack([v.detach().float() for v in values.values()])
-        torch.distributed.all_reduce(stacked.div_(dist_utils.get_world_size()))
-        log_vars = dict(zip(values, stacked.tolist()))
-    else:
-        log_vars = {k: v.item() for k, v in values.items()}
-    return total, log_vars
+def _train_loop_attr(name: str) -> property:
+    return property(lambda self: getattr(self.train_loop, name), doc=f"The training loop's ``{name}``.")
 
 
 class Runner:
     """A training / evaluation run built from a merged :class:`~detcore.config.Config`.
 
     Use :meth:`from_config`. Attributes: ``model`` (DDP-wrapped in distributed runs),
-    ``unwrapped_model``, ``optimizer``, ``epoch``, ``iter``, ``inner_iter``, ``max_epochs`` (None for
-    iteration-based runs), ``max_iters``, ``work_dir``, ``cfg``, ``logger``, ``train_dataloader``,
-    ``val_dataloader``, ``test_dataloader`` (built on first use), ``rank``, ``world_size``,
-    ``hooks`` (call order), ``device``, ``seed``.
+    ``unwrapped_model``, ``optimizer``, ``train_loop``, ``val_loop``, ``test_loop``, ``epoch``,
+    ``iter``, ``inner_iter``, ``max_epochs`` (None for iteration-based runs), ``max_iters``,
+    ``work_dir``, ``cfg``, ``logger``, ``train_dataloader``, ``val_dataloader``, ``test_dataloader``
+    (built on first use), ``rank``, ``world_size``, ``hooks`` (call order), ``device``, ``seed``.
     """
+
+    epoch = _train_loop_attr("epoch")
+    iter = _train_loop_attr("iter")
+    inner_iter = _train_loop_attr("inner_iter")
+    by_epoch = _train_loop_attr("by_epoch")
+    max_epochs = _train_loop_attr("max_epochs")
+    max_iters = _train_loop_attr("max_iters")
+    iters_per_epoch = _train_loop_attr("iters_per_epoch")
+    position = _train_loop_attr("position")
 
     def __init__(
         self,
@@ -120,8 +88,7 @@ class Runner:
         self.rank = dist_utils.get_rank()
         self.world_size = dist_utils.get_world_size()
         self.device = self._pick_device(device or cfg.get("device"))
-        self.timestamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
-        self.timestamp = dist_utils.broadcast_object(self.timestamp)
+        self.timestamp = dist_utils.broadcast_object(time.strftime("%Y%m%d_%H%M%S", time.localtime()))
         self.work_dir = Path(
             work_dir or cfg.get("work_dir") or Path("work_dirs") / Path(cfg.filename or "run").stem
         )
@@ -137,22 +104,12 @@ class Runner:
         self.deterministic = bool(cfg.get("deterministic", False))
         set_random_seed(self.seed, self.deterministic)
 
-        self._validate()
+        # the [runner] table names a loop, no component that validate_config would know
+        validate_config(
+            Config({k: v for k, v in cfg.data.items() if k != "runner"}, cfg.provenance, cfg.filename)
+        )
         if self.rank == 0 and cfg.data:
             cfg.dump(self.work_dir / "config.toml")
-
-        runner_cfg = dict(cfg.get("runner") or {"type": "EpochBasedRunner", "max_epochs": 12})
-        rtype = runner_cfg.pop("type", "EpochBasedRunner")
-        if rtype not in RUNNER_TYPES:
-            raise ConfigError(
-                f"{cfg.source_of('runner.type')}: runner.type must be one of {RUNNER_TYPES}, got {rtype!r}"
-            )
-        self.by_epoch = rtype == "EpochBasedRunner"
-        key = "max_epochs" if self.by_epoch else "max_iters"
-        if not isinstance(runner_cfg.get(key), int) or runner_cfg[key] < 1:
-            raise ConfigError(f"{cfg.source_of('runner')}: runner.{key} must be a positive int for {rtype}")
-        self.max_epochs: int | None = runner_cfg[key] if self.by_epoch else None
-        self._max_iters: int | None = None if self.by_epoch else runner_cfg[key]
 
         amp_cfg = dict(cfg.get("amp") or {})
         self.amp_enabled = bool(amp if amp is not None else amp_cfg.get("enabled", False))
@@ -170,23 +127,18 @@ class Runner:
             self._build_optimizer() if cfg.get("optimizer") else None
         )
 
-        self.epoch = 0
-        self.iter = 0
-        self.inner_iter = 0
-        self._position = {"epoch": 0, "iter": 0, "inner_iter": 0}
-        self._stepped_iter = -1
-        self._epoch_rng: dict[str, Any] | None = None
-        self._pending_rng: dict[str, Any] | None = None
+        self.train_loop: BaseTrainLoop = self._build_loop("runner", BaseTrainLoop)
+        self.val_loop: EvalLoop = self._build_loop("val_loop", EvalLoop)
+        self.test_loop: EvalLoop = self._build_loop("test_loop", EvalLoop)
         self.last_checkpoint: str | None = None
         self.last_metrics: dict[str, float] = {}
         self.log_buffer = LogBuffer()
         self._loaders: dict[str, Any] = {}
-        self._evaluators: dict[str, Any] = {}
 
         self.hook_manager = RunHookManager()
-        self.hooks: list[Hook] = self.hook_manager.set_hooks(self._build_hooks())
+        hooks = build_run_hooks(cfg, by_epoch=self.by_epoch, with_optimizer=self.optimizer is not None)
+        self.hooks: list[Any] = self.hook_manager.set_hooks(hooks)
         self.call = self.hook_manager.hook
-        self.param_scheduler = next((h for h in self.hooks if type(h).__name__ == "ParamSchedulerHook"), None)
 
     # -- construction -----------------------------------------------------------------------------------
 
@@ -205,10 +157,7 @@ class Runner:
         return cls(cfg, work_dir=work_dir, resume=resume, amp=amp, device=device)
 
     def _pick_device(self, name: str | None) -> torch.device:
-        if name:
-            device = torch.device(name)
-        else:
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return device
@@ -219,22 +168,17 @@ class Runner:
         logger.handlers.clear()
         if self.rank == 0:
             fmt = logging.Formatter("%(asctime)s - detcore - %(levelname)s - %(message)s")
-            console = logging.StreamHandler(sys.stdout)
-            console.setFormatter(fmt)
-            logger.addHandler(console)
-            file_handler = logging.FileHandler(self.work_dir / f"{self.timestamp}.log")
-            file_handler.setFormatter(fmt)
-            logger.addHandler(file_handler)
+            for handler in (
+                logging.StreamHandler(sys.stdout),
+                logging.FileHandler(self.work_dir / f"{self.timestamp}.log"),
+            ):
+                handler.setFormatter(fmt)
+                logger.addHandler(handler)
             logger.setLevel(logging.INFO)
         else:
             logger.addHandler(logging.NullHandler())
             logger.setLevel(logging.ERROR)
         return logger
-
-    def _validate(self) -> None:
-        """``validate_config`` on all but the ``runner`` table (its ``type`` is a loop, no component)."""
-        data = {k: v for k, v in self.cfg.data.items() if k != "runner"}
-        validate_config(Config(data, self.cfg.provenance, self.cfg.filename))
 
     def _build_model(self) -> nn.Module:
         from detcore.registry import build
@@ -258,10 +202,9 @@ class Runner:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(
             model,
-            device_ids=device_ids,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
             find_unused_parameters=bool(self.cfg.get("find_unused_parameters", False)),
         )
 
@@ -277,55 +220,42 @@ class Runner:
             self.logger.info(f"auto_scale_lr: total batch size {total} vs base {base}: lr = {lr:g}")
         return build_optimizer(self.unwrapped_model, opt_cfg)
 
-    def _build_hooks(self) -> list[Hook]:
+    def _build_loop(self, key: str, base: type) -> Any:
+        """The loop of table ``key`` (:data:`DEFAULT_LOOPS` when absent), built with ``runner=self``."""
         from detcore.registry import build
 
-        cfg = self.cfg
-        hooks: list[Hook] = []
-        best = (cfg.get("evaluation") or {}).get("save_best")
-        has_val = cfg.get("data.val") is not None and cfg.get("evaluator") is not None
-        for table_name, hook_type in BUILTIN_HOOK_TABLES:
-            table = dict(cfg.get(table_name) or {})
-            if table_name == "evaluation" and (not has_val or table.pop("enabled", True) is False):
-                continue
-            if table_name in ("lr_config", "optimizer_config") and self.optimizer is None:
-                continue
-            if table_name == "lr_config":
-                momentum = cfg.get("momentum_config")
-                table = {
-                    "lr_config": {k: v for k, v in table.items() if k not in ("priority", "type")},
-                    "momentum_config": momentum,
-                    "by_epoch": self.by_epoch,
-                    **{k: table[k] for k in ("priority", "type") if k in table},
-                }
-            if table_name == "checkpoint_config" and best and "save_best" not in table:
-                table["save_best"] = best
-            if table_name == "log_config":
-                table.pop("hooks", None)  # reference-style lists of logger hooks: the LoggerHook covers them
-            table.setdefault("type", hook_type)
-            hooks.append(build("run_hook", table, where=table_name))
-        for i, table in enumerate(cfg.get("custom_hooks") or []):
-            if not isinstance(table, Mapping):
-                raise ConfigError(
-                    f"{cfg.source_of('custom_hooks')}: custom_hooks.{i} must be a table with a 'type'"
-                )
-            hook = build("run_hook", table, where=f"custom_hooks.{i}")
-            try:
-                check_run_hook(hook)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"custom_hooks.{i}: '{table.get('type')}': {exc}") from None
-            hooks.append(hook)
-        return hooks
+        default = DEFAULT_LOOPS[key]
+        table = self.cfg.get(key) or default
+        where = f"{self.cfg.source_of(key)}: {key}"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where} must be a table with a 'type'")
+        table = dict(table)
+        name = table.setdefault("type", default["type"])
+        table["type"] = LOOP_ALIASES.get(name, name)
+        for ignored in IGNORED_KEYS.get(table["type"], ()):
+            table.pop(ignored, None)
+        try:
+            loop = build("loop", table, where=where, runner=self)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if not isinstance(loop, base):
+            raise ConfigError(f"{where}.type: '{name}' builds a {type(loop).__name__}, not a {base.__name__}")
+        return loop
 
-    def register_hook(self, hook: Hook, priority: int | str | None = None) -> None:
-        """Add a hook object to this run (before :meth:`train` / :meth:`test`)."""
+    def register_hook(self, hook: Any, priority: int | str | None = None) -> None:
+        """Add a run hook (a ``Hook`` or any object implementing run events) before ``train`` / ``test``."""
         if priority is not None:
             hook.priority = get_priority(priority)
         self.hooks = self.hook_manager.set_hooks([*self.hooks, hook])
 
+    @property
+    def param_scheduler(self) -> ParamSchedulerHook | None:
+        return next((h for h in self.hooks if isinstance(h, ParamSchedulerHook)), None)
+
     # -- data -------------------------------------------------------------------------------------------
 
-    def _loader(self, split: str) -> Any:
+    def dataloader(self, split: str) -> Any:
+        """The data loader of ``data.<split>`` (``train``, ``val``, ``test``), built on first use."""
         if split in self._loaders:
             return self._loaders[split]
         from detcore.data import build_dataloader, build_dataset
@@ -359,82 +289,49 @@ class Runner:
 
     @property
     def train_dataloader(self) -> Any:
-        return self._loader("train")
+        return self.dataloader("train")
 
     @property
     def val_dataloader(self) -> Any:
-        return self._loader("val")
+        return self.dataloader("val")
 
     @property
     def test_dataloader(self) -> Any:
-        return self._loader("test")
+        return self.dataloader("test")
 
-    @property
-    def iters_per_epoch(self) -> int:
-        return len(self.train_dataloader)
-
-    @property
-    def max_iters(self) -> int:
-        if self._max_iters is None:
-            self._max_iters = self.max_epochs * self.iters_per_epoch
-        return self._max_iters
-
-    def _evaluator(self, split: str) -> Any | None:
-        if split not in self._evaluators:
-            from detcore.registry import build
-
-            table = self.cfg.get(f"{split}_evaluator") or self.cfg.get("evaluator")
-            loader = self._loader(split)
-            self._evaluators[split] = (
-                build("metric", table, where="evaluator", dataset=loader.dataset) if table else None
-            )
-        return self._evaluators[split]
-
-    @property
-    def position(self) -> dict[str, int]:
-        """``{epoch, iter, inner_iter}`` completed once the current step ends (what a checkpoint records)."""
-        return dict(self._position)
+    # -- what loops and hooks call ----------------------------------------------------------------------
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None else 0.0
 
     def mark_stepped(self) -> None:
         """Called by the optimizer hook after ``optimizer.step()`` of the current iteration."""
-        self._stepped_iter = self.iter
-
-    # -- training ---------------------------------------------------------------------------------------
+        self.train_loop.mark_stepped()
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if not self.amp_enabled:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+    # -- running ----------------------------------------------------------------------------------------
+
     def train(self) -> dict[str, float]:
         """Train to ``max_epochs`` / ``max_iters``; returns the last validation's metrics ({} if none)."""
         if self.optimizer is None:
             raise ConfigError(f"{self.cfg.filename}: training needs an [optimizer] table")
         self.model.train()
-        loader = self.train_dataloader
+        _ = self.train_loop.dataloader  # the data is built before any resume, as in an uninterrupted run
         self._prepare_start()
         self.call.before_run(runner=self)
-        self.logger.info(
-            f"start training: {self.max_epochs} epochs of {len(loader)} iterations"
-            if self.by_epoch
-            else f"start training: {self.max_iters} iterations ({len(loader)} per pass over the data)"
-        )
-        try:
-            while self.iter < self.max_iters and (not self.by_epoch or self.epoch < self.max_epochs):
-                self._train_epoch(loader)
-        except KeyboardInterrupt:
-            self._save_on_interrupt()
-            raise
-        if not self.last_metrics and any(type(h).__name__ == "EvalHook" for h in self.hooks):
+        self.train_loop.run()
+        if not self.last_metrics and any(isinstance(h, EvalHook) for h in self.hooks):
             self.val()
         self.call.after_run(runner=self)
         dist_utils.barrier()  # no rank leaves (and tears the process group down) while another still works
         return dict(self.last_metrics)
 
     def _prepare_start(self) -> None:
+        """Resume (``resume``) or load ``load_from`` weights before training starts."""
         if self.resume_from:
             path = find_latest(self.work_dir) if self.resume_from is True else Path(self.resume_from)
             if path is None:
@@ -446,118 +343,9 @@ class Runner:
         if load_from:
             self.load_weights_from(load_from)
 
-    def _set_epoch(self, loader: Any, epoch: int) -> None:
-        """Make the epoch's sample order a function of (seed, epoch) only, as exact resume needs."""
-        for obj in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-            if hasattr(obj, "set_epoch"):
-                obj.set_epoch(epoch)
-            elif isinstance(getattr(obj, "generator", None), torch.Generator):  # e.g. torch's RandomSampler
-                obj.generator.manual_seed(self.seed + epoch)
-
-    def _train_epoch(self, loader: Any) -> None:
-        self._set_epoch(loader, self.epoch)
-        if self._pending_rng is not None and self.inner_iter == 0:  # resumed at an epoch boundary
-            set_rng_state(self._pending_rng)
-            self._pending_rng = None
-        mid_epoch_resume = self._pending_rng is not None
-        if mid_epoch_resume and self._epoch_rng is not None:
-            set_rng_state(self._epoch_rng)  # the states the uninterrupted run had when this epoch began
-        else:
-            self._epoch_rng = get_rng_state()
-        self.call.before_train_epoch(runner=self)
-        self._report_bad_data(loader)
-        batches = iter(loader)
-        for skipped in range(self.inner_iter):  # resuming mid-epoch: the batches already trained on
-            if next(batches, None) is None:
-                raise RuntimeError(
-                    f"cannot resume at batch {self.inner_iter} of epoch {self.epoch + 1}: the data gives "
-                    f"only {skipped} batches now (did the dataset or batch size change?)"
-                )
-        if mid_epoch_resume:
-            set_rng_state(self._pending_rng)
-            self._pending_rng = None
-        for batch in batches:
-            self._train_iter(batch)
-            if not self.by_epoch and self.iter >= self.max_iters:
-                break
-        else:
-            self._position = {"epoch": self.epoch + 1, "iter": self.iter, "inner_iter": 0}
-            self.call.after_train_epoch(runner=self)
-            self.epoch += 1
-            self.inner_iter = 0
-
-    def _train_iter(self, batch: Any) -> None:
-        idx = self.inner_iter
-        self.call.before_train_iter(runner=self, batch_idx=idx, batch=batch)
-        batch = to_device(batch, self.device)
-        with self.autocast():
-            losses = self.model(**batch)
-        loss, log_vars = parse_losses(losses)
-        outputs = {"loss": loss, "log_vars": log_vars}
-        self._position = {"epoch": self.epoch, "iter": self.iter + 1, "inner_iter": self.inner_iter + 1}
-        self.call.after_train_iter(runner=self, batch_idx=idx, batch=batch, outputs=outputs)
-        self.iter += 1
-        self.inner_iter += 1
-
-    def _report_bad_data(self, loader: Any) -> None:
-        dataset = getattr(loader, "dataset", None)
-        for name in ("bad_data_summary", "bad_data_report"):
-            fn = getattr(dataset, name, None)
-            if callable(fn):
-                summary = fn()
-                if summary:
-                    self.logger.warning(f"bad data so far: {summary}")
-                return
-
-    def _save_on_interrupt(self) -> None:
-        if self._stepped_iter == self.iter:  # the step of the interrupted iteration was applied
-            self._position = {"epoch": self.epoch, "iter": self.iter + 1, "inner_iter": self.inner_iter + 1}
-        else:
-            self._position = {"epoch": self.epoch, "iter": self.iter, "inner_iter": self.inner_iter}
-        name = f"iter_{self._position['iter']}.pth"
-        path = self.save_checkpoint(name)
-        self.logger.warning(
-            f"interrupted at iteration {self._position['iter']}: saved {path}; resume with --resume"
-        )
-
-    # -- evaluation -------------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def _evaluate(self, split: str) -> dict[str, float]:
-        loader = self._loader(split)
-        metric = self._evaluator(split)
-        model = self.unwrapped_model
-        was_training = model.training
-        model.eval()
-        if metric is not None and hasattr(metric, "results"):
-            metric.results.clear()
-        event = "val" if split == "val" else "test"
-        rng = get_rng_state()  # evaluation must not change the training's random streams
-        before_iter = getattr(self.call, f"before_{event}_iter")
-        after_iter = getattr(self.call, f"after_{event}_iter")
-        getattr(self.call, f"before_{event}_epoch")(runner=self)
-        for idx, batch in enumerate(loader):
-            before_iter(runner=self, batch_idx=idx, batch=batch)
-            batch = to_device(batch, self.device)
-            with self.autocast():
-                outputs = model(**batch)
-            if metric is not None:
-                metric.process(batch["img_metas"], outputs)
-            after_iter(runner=self, batch_idx=idx, batch=batch, outputs=outputs)
-        metrics: dict[str, float] = {}
-        if metric is not None:
-            results = dist_utils.collect_results(metric.results, len(loader.dataset))
-            if self.rank == 0:
-                metrics = dict(metric.compute(results))
-            metrics = dist_utils.broadcast_object(metrics)
-        getattr(self.call, f"after_{event}_epoch")(runner=self, metrics=metrics)
-        model.train(was_training)
-        set_rng_state(rng)
-        return metrics
-
     def val(self) -> dict[str, float]:
         """One validation pass (val events); the metrics are also kept in ``last_metrics``."""
-        self.last_metrics = self._evaluate("val")
+        self.last_metrics = self.val_loop.run()
         return self.last_metrics
 
     def test(self, checkpoint: str | Path | None = None) -> dict[str, float]:
@@ -567,44 +355,38 @@ class Runner:
             if ckpt is not None:
                 self.call.after_load_checkpoint(runner=self, checkpoint=ckpt)
         self.call.before_run(runner=self)
-        metrics = self._evaluate("test")
-        self.last_metrics = metrics
+        self.last_metrics = self.test_loop.run()
         self.call.after_run(runner=self)
         dist_utils.barrier()
-        return metrics
+        return self.last_metrics
 
     # -- checkpoints ------------------------------------------------------------------------------------
+
+    def run_state(self) -> RunState:
+        """What this run's checkpoints save and a resume restores."""
+        return RunState(
+            self.unwrapped_model, self.optimizer, self.param_scheduler, self.grad_scaler, self.train_loop
+        )
 
     def state_for_checkpoint(self) -> dict[str, Any]:
         """The checkpoint dict of the current position (before hooks add their entries)."""
         from detcore import __version__
         from detcore.plugins import get_plugin_manager
 
-        manager = get_plugin_manager()
-        plugins = {name: info.version for name, info in manager.infos.items() if info.loaded}
-        meta = {
-            **self._position,
+        meta: dict[str, Any] = {
             "config": self.cfg.to_toml(),
             "detcore_version": __version__,
-            "plugins": plugins,
+            "plugins": {
+                name: info.version for name, info in get_plugin_manager().infos.items() if info.loaded
+            },
             "seed": self.seed,
             "time": time.strftime("%Y-%m-%d %H:%M:%S"),
             "world_size": self.world_size,
-            "epoch_rng": self._epoch_rng,
         }
-        checkpoint: dict[str, Any] = {
-            "state_dict": self.unwrapped_model.state_dict(),
-            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
-            "scheduler": self.param_scheduler.state_dict() if self.param_scheduler is not None else {},
-            "meta": meta,
-            "rng": dist_utils.all_gather_object(get_rng_state()),
-        }
-        if self.grad_scaler is not None:
-            checkpoint["grad_scaler"] = self.grad_scaler.state_dict()
         classes = getattr(self.unwrapped_model, "CLASSES", None)
         if classes is not None:
             meta["classes"] = list(classes)
-        return checkpoint
+        return self.run_state().to_checkpoint(meta)
 
     def save_checkpoint(self, filename: str, update_latest: bool = True) -> Path:
         """Write ``<work_dir>/<filename>`` atomically (rank 0) and point ``latest.pth`` at it."""
@@ -620,31 +402,13 @@ class Runner:
         return path
 
     def resume(self, path: str | Path) -> None:
-        """Restore weights, optimizer, scheduler, loop position and RNG states from a checkpoint."""
+        """Restore weights, optimizer, scheduler, AMP scaler, loop position and RNG states from ``path``."""
         ckpt = load_checkpoint_file(path, map_location=self.device)
-        load_weights(self.unwrapped_model, extract_state_dict(ckpt), strict=True)
-        if self.optimizer is not None and ckpt.get("optimizer"):
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.param_scheduler is not None and ckpt.get("scheduler") is not None:
-            self.param_scheduler.load_state_dict(ckpt["scheduler"])
-        if self.grad_scaler is not None and "grad_scaler" in ckpt:
-            self.grad_scaler.load_state_dict(ckpt["grad_scaler"])
-        meta = ckpt.get("meta", {})
-        self.epoch = int(meta.get("epoch", 0))
-        self.iter = int(meta.get("iter", 0))
-        self.inner_iter = int(meta.get("inner_iter", 0))
-        self._position = {"epoch": self.epoch, "iter": self.iter, "inner_iter": self.inner_iter}
-        self._epoch_rng = meta.get("epoch_rng")
-        rng = ckpt.get("rng") or []
-        if rng:
-            if len(rng) != self.world_size:
-                self.logger.warning(
-                    f"the checkpoint was written by {len(rng)} process(es), this run has {self.world_size}: "
-                    "RNG states are not restored exactly"
-                )
-            self._pending_rng = rng[self.rank] if self.rank < len(rng) else rng[0]
-        if meta.get("seed") is not None and int(meta["seed"]) != self.seed:
-            self.logger.warning(f"the checkpoint's seed {meta['seed']} differs from the config's {self.seed}")
+        for warning in self.run_state().restore(ckpt, self.rank, self.world_size):
+            self.logger.warning(warning)
+        saved_seed = ckpt.get("meta", {}).get("seed")
+        if saved_seed is not None and int(saved_seed) != self.seed:
+            self.logger.warning(f"the checkpoint's seed {saved_seed} differs from the config's {self.seed}")
         self.last_checkpoint = str(path)
         self.call.after_load_checkpoint(runner=self, checkpoint=ckpt)
         self.logger.info(f"resumed from {path} at epoch {self.epoch}, iteration {self.iter}")
@@ -654,27 +418,7 @@ class Runner:
 
         ``source`` is a path or a URL (downloaded to the cache, checksum-checked). Returns the loaded file.
         """
-        path = resolve_checkpoint_path(str(source))
-        ckpt = load_checkpoint_file(path, map_location="cpu")
-        report = load_weights(self.unwrapped_model, extract_state_dict(ckpt), strict=strict)
-        self.logger.info(f"loaded weights from {source}: {report.format()}")
-        self.load_report = report
+        ckpt = load_checkpoint_file(resolve_checkpoint_path(source), map_location="cpu")
+        self.load_report = load_weights(self.unwrapped_model, extract_state_dict(ckpt), strict=strict)
+        self.logger.info(f"loaded weights from {source}: {self.load_report.format()}")
         return ckpt
-
-
-def resolve_checkpoint_path(source: str) -> Path:
-    """A local path for a checkpoint path or URL (URLs are downloaded to the cache, checksum-checked)."""
-    from detcore.engine.checkpoint import LATEST_FILE, find_latest
-    from detcore.engine.download import is_url
-
-    if not is_url(source):
-        path = Path(source)
-        if path.name == LATEST_FILE and path.is_file():  # the pointer file a run keeps in its work dir
-            return find_latest(path.parent) or path
-        return path
-    try:
-        from detcore.models.checkpoint_io import load_url_to_cache
-    except ImportError:
-        from detcore.engine.download import download_to_cache as load_url_to_cache
-    cache = os.environ.get("DETCORE_CACHE")
-    return Path(load_url_to_cache(source, cache_dir=Path(cache) / "checkpoints" if cache else None))
