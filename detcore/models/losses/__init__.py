@@ -1,6 +1,7 @@
-"""Losses (modules with ``loss_weight`` and ``reduction``) and their functional forms."""
+"""Losses (:class:`BaseLoss` modules with ``loss_weight`` and ``reduction``) and their functional forms."""
 
 from detcore.models.losses.accuracy import Accuracy, accuracy
+from detcore.models.losses.base_loss import BaseLoss
 from detcore.models.losses.cross_entropy_loss import (
     CrossEntropyLoss,
     binary_cross_entropy,
@@ -42,6 +43,7 @@ __all__ = [
     "GHMC",
     "GHMR",
     "Accuracy",
+    "BaseLoss",
     "BalancedL1Loss",
     "BoundedIoULoss",
     "CIoULoss",

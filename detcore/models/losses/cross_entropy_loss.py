@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from detcore.models.losses.utils import check_reduction, weight_reduce_loss
+from detcore.models.losses.base_loss import BaseLoss
+from detcore.models.losses.utils import weight_reduce_loss
 
 
 def cross_entropy(
@@ -95,13 +95,16 @@ def mask_cross_entropy(
     )[None]
 
 
-class CrossEntropyLoss(nn.Module):
+class CrossEntropyLoss(BaseLoss):
     """Cross entropy: softmax (default), sigmoid (``use_sigmoid``) or mask (``use_mask``).
 
     ``forward(cls_score, label, weight=None, avg_factor=None, reduction_override=None, ignore_index=None)``;
-    for masks ``forward(mask_pred (R, C, H, W), mask_targets (R, H, W), labels (R,))``.
+    ``weight`` is per sample (the sigmoid form spreads it over the classes); for masks
+    ``forward(mask_pred (R, C, H, W), mask_targets (R, H, W), labels (R,))``.
     ``avg_non_ignore`` averages over the non-ignored entries only.
     """
+
+    weight_layout = "as_is"
 
     def __init__(
         self,
@@ -113,14 +116,11 @@ class CrossEntropyLoss(nn.Module):
         loss_weight: float = 1.0,
         avg_non_ignore: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, loss_weight)
         if use_sigmoid and use_mask:
             raise ValueError("CrossEntropyLoss: use_sigmoid and use_mask exclude each other")
-        check_reduction(reduction, "CrossEntropyLoss")
         self.use_sigmoid = use_sigmoid
         self.use_mask = use_mask
-        self.reduction = reduction
-        self.loss_weight = loss_weight
         self.class_weight = class_weight
         self.ignore_index = ignore_index
         self.avg_non_ignore = avg_non_ignore
@@ -143,29 +143,18 @@ class CrossEntropyLoss(nn.Module):
             f"avg_non_ignore={self.avg_non_ignore}"
         )
 
-    def forward(
+    def _loss(
         self,
         cls_score: torch.Tensor,
         label: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
+        weight: torch.Tensor | None,
         ignore_index: int | None = None,
         **kwargs,
     ) -> torch.Tensor:
-        check_reduction(reduction_override, "CrossEntropyLoss.forward")
-        reduction = reduction_override if reduction_override else self.reduction
         if ignore_index is None:
             ignore_index = self.ignore_index
         class_weight = cls_score.new_tensor(self.class_weight) if self.class_weight is not None else None
-        return self.loss_weight * self.cls_criterion(
-            cls_score,
-            label,
-            weight,
-            class_weight=class_weight,
-            reduction=reduction,
-            avg_factor=avg_factor,
-            ignore_index=ignore_index,
-            avg_non_ignore=self.avg_non_ignore,
-            **kwargs,
+        return self.cls_criterion(
+            cls_score, label, weight, class_weight=class_weight, ignore_index=ignore_index,
+            avg_non_ignore=self.avg_non_ignore, **kwargs,
         )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from detcore.models.losses.utils import check_reduction, weight_reduce_loss
+from detcore.models.losses.base_loss import BaseLoss
+from detcore.models.losses.utils import weight_reduce_loss
 
 
 def _shape_weight(weight: torch.Tensor | None, loss: torch.Tensor) -> torch.Tensor | None:
@@ -84,11 +86,12 @@ def sigmoid_focal_loss(
     return weight_reduce_loss(loss, _shape_weight(weight, loss), reduction, avg_factor)
 
 
-class FocalLoss(nn.Module):
+class FocalLoss(BaseLoss):
     """Sigmoid focal loss: ``-alpha_t (1 - p_t)^gamma log(p_t)`` per class.
 
     ``forward(pred (N, C) logits, target (N,) labels with C = background or (N, C) binary, weight=None,
-    avg_factor=None, reduction_override=None)``. ``activated=True`` takes probabilities instead of logits.
+    avg_factor=None, reduction_override=None)``; a weight ``(N,)`` applies to every class of its row.
+    ``activated=True`` takes probabilities instead of logits.
     """
 
     #: balances easy negatives itself: an anchor head ignores a sampler in its train_cfg
@@ -103,41 +106,21 @@ class FocalLoss(nn.Module):
         loss_weight: float = 1.0,
         activated: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction, loss_weight)
         if not use_sigmoid:
             raise ValueError("FocalLoss: only the sigmoid focal loss exists (use_sigmoid=True)")
-        check_reduction(reduction, "FocalLoss")
         self.use_sigmoid = use_sigmoid
         self.gamma, self.alpha = gamma, alpha
-        self.reduction = reduction
-        self.loss_weight = loss_weight
         self.activated = activated
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, alpha={self.alpha}, loss_weight={self.loss_weight}"
 
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
-    ) -> torch.Tensor:
-        check_reduction(reduction_override, "FocalLoss.forward")
-        reduction = reduction_override if reduction_override else self.reduction
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs: Any):
         if self.activated:
             fn = py_focal_loss_with_prob
         elif pred.dim() == target.dim():
             fn = py_sigmoid_focal_loss
         else:
             fn = sigmoid_focal_loss
-        return self.loss_weight * fn(
-            pred,
-            target,
-            weight,
-            gamma=self.gamma,
-            alpha=self.alpha,
-            reduction=reduction,
-            avg_factor=avg_factor,
-        )
+        return fn(pred, target, weight, gamma=self.gamma, alpha=self.alpha, **kwargs)

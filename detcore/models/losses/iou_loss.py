@@ -10,9 +10,9 @@ import math
 import warnings
 
 import torch
-from torch import nn
 
-from detcore.models.losses.utils import check_reduction, weighted_loss
+from detcore.models.losses.base_loss import BaseLoss
+from detcore.models.losses.utils import weighted_loss
 
 
 def _aligned_overlaps(pred: torch.Tensor, target: torch.Tensor, mode: str, eps: float) -> torch.Tensor:
@@ -107,55 +107,16 @@ def bounded_iou_loss(
     return torch.where(loss_comb < beta, 0.5 * loss_comb * loss_comb / beta, loss_comb - 0.5 * beta)
 
 
-class _IoUFamily(nn.Module):
+class _IoUFamily(BaseLoss):
+    """IoU-type losses: one loss per box, a weight ``(N, 4)`` averaged per box, and an all-zero weight
+    short-cut to a zero that keeps the graph (as the reference)."""
+
+    weight_layout = "box"
+    zero_weight_shortcut = True
+
     def __init__(self, eps: float, reduction: str, loss_weight: float) -> None:
-        super().__init__()
-        check_reduction(reduction, type(self).__name__)
-        self.eps, self.reduction, self.loss_weight = eps, reduction, loss_weight
-
-    def _prepare(
-        self,
-        pred: torch.Tensor,
-        weight: torch.Tensor | None,
-        reduction_override: str | None,
-        per_box: bool = True,
-    ):
-        check_reduction(reduction_override, f"{type(self).__name__}.forward")
-        reduction = reduction_override if reduction_override else self.reduction
-        if weight is not None and not torch.any(weight > 0) and reduction != "none":
-            if pred.dim() == weight.dim() + 1:
-                weight = weight.unsqueeze(1)
-            return reduction, weight, (pred * weight).sum()  # zero, but keeps the graph
-        if per_box and weight is not None and weight.dim() > 1:
-            if weight.shape != pred.shape:
-                raise ValueError(
-                    f"{type(self).__name__}: weight {tuple(weight.shape)} vs pred {tuple(pred.shape)}"
-                )
-            weight = weight.mean(-1)
-        return reduction, weight, None
-
-    #: whether a 2-D ``weight`` is averaged to one value per box (False when the loss is per coordinate)
-    per_box_weight = True
-
-    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
-        """The weighted, reduced loss of the subclass (its functional form with its own options)."""
-        raise NotImplementedError
-
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
-        **kwargs,
-    ) -> torch.Tensor:
-        reduction, weight, zero = self._prepare(pred, weight, reduction_override, per_box=self.per_box_weight)
-        if zero is not None:
-            return zero
-        return self.loss_weight * self._loss(
-            pred, target, weight, reduction=reduction, avg_factor=avg_factor, **kwargs
-        )
+        super().__init__(reduction, loss_weight)
+        self.eps = eps
 
     def extra_repr(self) -> str:
         return f"eps={self.eps}, loss_weight={self.loss_weight}"
@@ -211,7 +172,7 @@ class CIoULoss(GIoULoss):
 class BoundedIoULoss(_IoUFamily):
     """Bounded IoU loss; its element-wise loss is ``(N, 4)``, so ``weight`` may be ``(N, 4)``."""
 
-    per_box_weight = False
+    weight_layout = "element"
 
     def __init__(
         self, beta: float = 0.2, eps: float = 1e-3, reduction: str = "mean", loss_weight: float = 1.0

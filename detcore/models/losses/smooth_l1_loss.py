@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import nn
 
-from detcore.models.losses.utils import check_reduction, weighted_loss
+from detcore.models.losses.base_loss import BaseLoss
+from detcore.models.losses.utils import weighted_loss
 
 
 def _check_same_size(pred: torch.Tensor, target: torch.Tensor, where: str) -> None:
@@ -58,34 +58,7 @@ def balanced_l1_loss(
     )
 
 
-class _RegressionLoss(nn.Module):
-    def __init__(self, reduction: str = "mean", loss_weight: float = 1.0) -> None:
-        super().__init__()
-        check_reduction(reduction, type(self).__name__)
-        self.reduction = reduction
-        self.loss_weight = loss_weight
-
-    def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
-        """The weighted, reduced loss of the subclass (its functional form with its own options)."""
-        raise NotImplementedError
-
-    def forward(
-        self,
-        pred: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        avg_factor: float | None = None,
-        reduction_override: str | None = None,
-        **kwargs,
-    ) -> torch.Tensor:
-        check_reduction(reduction_override, f"{type(self).__name__}.forward")
-        reduction = reduction_override if reduction_override else self.reduction
-        return self.loss_weight * self._loss(
-            pred, target, weight, reduction=reduction, avg_factor=avg_factor, **kwargs
-        )
-
-
-class SmoothL1Loss(_RegressionLoss):
+class SmoothL1Loss(BaseLoss):
     """Smooth L1 with threshold ``beta``. ``forward(pred, target, weight=None, avg_factor=None,
     reduction_override=None)``; all ``(N, 4)``."""
 
@@ -97,14 +70,14 @@ class SmoothL1Loss(_RegressionLoss):
         return smooth_l1_loss(pred, target, weight, beta=self.beta, **kwargs)
 
 
-class L1Loss(_RegressionLoss):
+class L1Loss(BaseLoss):
     """L1 loss. ``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)``."""
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, **kwargs):
         return l1_loss(pred, target, weight, **kwargs)
 
 
-class BalancedL1Loss(_RegressionLoss):
+class BalancedL1Loss(BaseLoss):
     """Balanced L1 loss (Libra R-CNN) with ``alpha``, ``gamma``, ``beta``."""
 
     def __init__(
@@ -124,7 +97,7 @@ class BalancedL1Loss(_RegressionLoss):
         )
 
 
-class MSELoss(_RegressionLoss):
+class MSELoss(BaseLoss):
     """Mean squared error.
 
     ``forward(pred, target, weight=None, avg_factor=None, reduction_override=None)``."""
