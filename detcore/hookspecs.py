@@ -91,6 +91,17 @@ def detcore_register_roi_extractors() -> Mapping[str, Factory]:
 
 
 @hookspec
+def detcore_register_roi_layers() -> Mapping[str, Factory]:
+    """RoI pooling layers named by an extractor's ``roi_layer`` table (RoIAlign, RoIPool, ...).
+
+    Return ``{name: factory}``; a factory takes the table's keys plus ``spatial_scale`` and its module
+    maps ``(features (B, C, H, W), rois (K, 5))`` to ``(K, C, out_h, out_w)``.
+
+    Called once per registry build; every plugin's table merges into the registry's ``roi_layer`` kind.
+    """
+
+
+@hookspec
 def detcore_register_losses() -> Mapping[str, Factory]:
     """Loss modules, each with ``loss_weight`` and ``reduction``. Return ``{name: factory}``.
 
@@ -199,6 +210,7 @@ COMPONENT_KINDS: dict[str, str] = {
     "dense_head": "detcore_register_dense_heads",
     "roi_head": "detcore_register_roi_heads",
     "roi_extractor": "detcore_register_roi_extractors",
+    "roi_layer": "detcore_register_roi_layers",
     "loss": "detcore_register_losses",
     "detector": "detcore_register_detectors",
     "dataset": "detcore_register_datasets",

@@ -1,7 +1,9 @@
-"""Built-in plugin: the model library's shared detectors and dense-head bases.
+"""Built-in plugin: the model library's shared detectors, dense-head base, RoI heads and RoI layers.
 
-``SingleStageDetector`` (kind ``detector``) and ``AnchorHead`` (kind ``dense_head``) are usable
-directly from configs; detector families subclass them in their own plugins.
+``SingleStageDetector``, ``TwoStageDetector`` (kind ``detector``), ``AnchorHead`` (kind
+``dense_head``), the RoI heads and their box heads (kind ``roi_head``), ``SingleRoIExtractor`` (kind
+``roi_extractor``) and ``RoIAlign`` / ``RoIPool`` (kind ``roi_layer``) are usable directly from configs;
+detector families subclass them in their own plugins.
 """
 
 from __future__ import annotations
@@ -11,13 +13,46 @@ from collections.abc import Mapping
 from detcore.hookspecs import Factory, hookimpl
 from detcore.models.dense_heads.anchor_head import AnchorHead
 from detcore.models.detectors.single_stage import SingleStageDetector
+from detcore.models.detectors.two_stage import TwoStageDetector
+from detcore.models.roi_heads import (
+    BBoxHead,
+    ConvFCBBoxHead,
+    Shared2FCBBoxHead,
+    Shared4Conv1FCBBoxHead,
+    SingleRoIExtractor,
+    StandardRoIHead,
+)
+from detcore.models.roi_heads.mask_heads import FCNMaskHead
+from detcore.ops.modules import RoIAlign, RoIPool
 
 
 @hookimpl
 def detcore_register_detectors() -> Mapping[str, Factory]:
-    return {"SingleStageDetector": SingleStageDetector}
+    return {"SingleStageDetector": SingleStageDetector, "TwoStageDetector": TwoStageDetector}
 
 
 @hookimpl
 def detcore_register_dense_heads() -> Mapping[str, Factory]:
     return {"AnchorHead": AnchorHead}
+
+
+@hookimpl
+def detcore_register_roi_heads() -> Mapping[str, Factory]:
+    return {
+        "StandardRoIHead": StandardRoIHead,
+        "BBoxHead": BBoxHead,
+        "ConvFCBBoxHead": ConvFCBBoxHead,
+        "Shared2FCBBoxHead": Shared2FCBBoxHead,
+        "Shared4Conv1FCBBoxHead": Shared4Conv1FCBBoxHead,
+        "FCNMaskHead": FCNMaskHead,
+    }
+
+
+@hookimpl
+def detcore_register_roi_extractors() -> Mapping[str, Factory]:
+    return {"SingleRoIExtractor": SingleRoIExtractor}
+
+
+@hookimpl
+def detcore_register_roi_layers() -> Mapping[str, Factory]:
+    return {"RoIAlign": RoIAlign, "RoIPool": RoIPool}
