@@ -9,12 +9,24 @@ two entry points the detectors call are::
     head.loss_and_predict(feats, gt_instances, img_metas, gt_ignored_instances=None, proposal_cfg=None)
         -> (losses, list[Instances])   # one forward: an RPN's losses and its proposals
 
-``predict_by_feat`` reproduces the reference 2.x test numerics: per level, sigmoid (or softmax)
-scores, the ``nms_pre`` candidates with the highest class score (times the score factor, when the
-head has one), boxes decoded with ``max_shape = img_shape``; the levels concatenated, boxes divided
-by ``scale_factor`` (``rescale``), then ``multiclass_nms(score_thr, nms, max_per_img)``. The last part
-(rescale, optional ``min_bbox_size`` filter, NMS) is :meth:`BaseDenseHead._bbox_post_process`, which
-heads with their own candidate selection (an RPN head: one score per anchor, NMS per level) reuse.
+``predict_by_feat`` reproduces the reference's test numerics in one of two candidate orders, chosen
+by ``test_cfg.postprocess_order``:
+
+- ``"threshold_first"`` (default; the reference from 2.18 and 3.x): per level, sigmoid (or softmax)
+  scores, every (anchor, class) pair above ``score_thr``, the ``nms_pre`` best of those pairs
+  (``filter_scores_and_topk``), their boxes decoded with ``max_shape = img_shape``; the levels
+  concatenated, boxes divided by ``scale_factor`` (``rescale``), scores times the score factor (when
+  the head has one), then class-aware NMS and the ``max_per_img`` best.
+- ``"topk_first"`` (the reference before 2.18): per level, the ``nms_pre`` anchors with the highest
+  class score (times the score factor), decoded; the levels concatenated and rescaled, then
+  ``multiclass_nms(score_thr, nms, max_per_img)``, which thresholds every class of those anchors.
+
+The orders differ when a level has more than ``nms_pre`` candidates: an anchor whose best class is
+weak but whose second class passes ``score_thr`` survives only the first, and the first keeps up to
+``nms_pre`` pairs of the same anchor. ``with_nms=False`` (test-time augmentation) always returns the
+``topk_first`` candidates with per-class scores. The last part (rescale, optional
+``min_bbox_size`` filter, NMS) is :meth:`BaseDenseHead._bbox_post_process`, which heads with their
+own candidate selection (an RPN head: one score per anchor, NMS per level) reuse.
 """
 
 from __future__ import annotations
@@ -25,9 +37,13 @@ from typing import Any
 import torch
 
 from detcore.models.init import BaseModule
+from detcore.models.utils import filter_scores_and_topk
 from detcore.ops import multiclass_nms
 from detcore.ops.nms import _batched_nms_with_cfg
 from detcore.structures.instances import Instances
+
+#: ``test_cfg.postprocess_order`` values (see the module docstring); the first is the default
+POSTPROCESS_ORDERS = ("threshold_first", "topk_first")
 
 
 def unpack_gt_instances(
@@ -132,7 +148,8 @@ class BaseDenseHead(BaseModule):
             score_factors: optional per level ``(B, A, h, w)`` logits (e.g. centerness) whose sigmoid
                 multiplies the class scores.
             img_metas: per image, with ``img_shape`` and ``scale_factor``.
-            cfg: test settings (``nms_pre``, ``score_thr``, ``nms``, ``max_per_img``); default ``test_cfg``.
+            cfg: test settings (``nms_pre``, ``score_thr``, ``nms``, ``max_per_img``, optional
+                ``postprocess_order``); default ``test_cfg``.
             rescale: divide the boxes by ``scale_factor`` (original-image coordinates).
             with_nms: apply ``multiclass_nms``; without it, each ``Instances`` holds every candidate with
                 ``bboxes`` ``(N, 4)``, ``scores`` ``(N, num_classes)`` (foreground classes, not yet
@@ -187,6 +204,16 @@ class BaseDenseHead(BaseModule):
         with_nms: bool = True,
     ) -> Instances:
         """Detections of one image from its per-level ``(A * C, h, w)`` / ``(A * 4, h, w)`` maps."""
+        order = str(cfg.get("postprocess_order", POSTPROCESS_ORDERS[0]))
+        if order not in POSTPROCESS_ORDERS:
+            raise ValueError(
+                f"{type(self).__name__}: test_cfg.postprocess_order must be one of {POSTPROCESS_ORDERS} "
+                f"('threshold_first': reference 2.18+ and 3.x; 'topk_first': before 2.18), got {order!r}"
+            )
+        if with_nms and order == "threshold_first":
+            return self._predict_threshold_first(
+                cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors, img_meta, cfg, rescale
+            )
         img_shape = tuple(img_meta["img_shape"][:2])
         nms_pre = int(cfg.get("nms_pre", -1))
         with_factors = score_factor_list[0] is not None
@@ -228,6 +255,50 @@ class BaseDenseHead(BaseModule):
             results.score_factors = torch.cat(mlvl_factors)
         return self._bbox_post_process(results, cfg, img_meta, rescale=rescale, with_nms=with_nms)
 
+    def _predict_threshold_first(
+        self,
+        cls_score_list: list[torch.Tensor],
+        bbox_pred_list: list[torch.Tensor],
+        score_factor_list: list[torch.Tensor | None],
+        mlvl_priors: list[torch.Tensor],
+        img_meta: Mapping[str, Any],
+        cfg: Mapping[str, Any],
+        rescale: bool,
+    ) -> Instances:
+        """``postprocess_order = "threshold_first"``: per level, the (anchor, class) pairs above
+        ``score_thr``, the ``nms_pre`` best of them; then :meth:`_bbox_post_process` (class-aware NMS)."""
+        img_shape = tuple(img_meta["img_shape"][:2])
+        nms_pre = int(cfg.get("nms_pre", -1))
+        score_thr = float(cfg["score_thr"])
+        with_factors = score_factor_list[0] is not None
+        box_dim = getattr(self.bbox_coder, "encode_size", 4)
+        mlvl_bboxes, mlvl_scores, mlvl_labels, mlvl_factors = [], [], [], []
+        for cls_score, bbox_pred, factor, priors in zip(
+            cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors
+        ):
+            if cls_score.shape[-2:] != bbox_pred.shape[-2:]:
+                raise ValueError(
+                    f"{type(self).__name__}: cls_score {tuple(cls_score.shape)} and bbox_pred "
+                    f"{tuple(bbox_pred.shape)} differ in size"
+                )
+            bbox_pred = bbox_pred.permute(1, 2, 0).reshape(-1, box_dim)
+            cls_score = cls_score.permute(1, 2, 0).reshape(-1, self.cls_out_channels)
+            scores = cls_score.sigmoid() if self.use_sigmoid_cls else cls_score.softmax(-1)[:, :-1]
+            scores, labels, keep, kept = filter_scores_and_topk(
+                scores, score_thr, nms_pre, {"bbox_pred": bbox_pred, "priors": priors}
+            )
+            mlvl_bboxes.append(self.bbox_coder.decode(kept["priors"], kept["bbox_pred"], max_shape=img_shape))
+            mlvl_scores.append(scores)
+            mlvl_labels.append(labels)
+            if with_factors:
+                mlvl_factors.append(factor.permute(1, 2, 0).reshape(-1).sigmoid()[keep])
+        results = Instances(
+            bboxes=torch.cat(mlvl_bboxes), scores=torch.cat(mlvl_scores), labels=torch.cat(mlvl_labels)
+        )
+        if with_factors:
+            results.score_factors = torch.cat(mlvl_factors)
+        return self._bbox_post_process(results, cfg, img_meta, rescale=rescale, with_nms=True)
+
     def _bbox_post_process(
         self,
         results: Instances,
@@ -239,9 +310,11 @@ class BaseDenseHead(BaseModule):
         """Rescale, filter and NMS the candidates of one image.
 
         Args:
-            results: ``bboxes`` ``(N, 4)`` xyxy in the input image, and either ``scores`` ``(N, C)``
-                (per foreground class; optional ``score_factors`` ``(N,)``) or ``scores`` ``(N,)`` with
-                ``level_ids`` ``(N,)`` (one score per candidate, NMS within each level, label 0).
+            results: ``bboxes`` ``(N, 4)`` xyxy in the input image, and one of: ``scores`` ``(N, C)``
+                (per foreground class; ``multiclass_nms`` with ``score_thr``), ``scores`` ``(N,)`` with
+                ``labels`` ``(N,)`` ((box, class) pairs already thresholded; NMS per class), or
+                ``scores`` ``(N,)`` with ``level_ids`` ``(N,)`` (NMS within each level, label 0). The
+                first two take optional ``score_factors`` ``(N,)`` that multiply the scores.
             cfg: ``score_thr`` (class scores only), ``nms``, ``max_per_img`` and, with
                 :attr:`filters_min_bbox_size`, ``min_bbox_size``.
             img_meta: with ``scale_factor`` (used by ``rescale``).
@@ -264,6 +337,16 @@ class BaseDenseHead(BaseModule):
             return results
         max_per_img = int(cfg.get("max_per_img", -1))
         scores = results.scores
+        if scores.dim() == 1 and results.has("labels"):  # thresholded (box, class) pairs
+            factors = results.get("score_factors")
+            if factors is not None:
+                scores = scores * factors
+            if scores.numel() == 0:
+                return Instances(bboxes=results.bboxes, scores=scores, labels=results.labels)
+            dets, keep = _batched_nms_with_cfg(results.bboxes, scores, results.labels, dict(cfg["nms"]))
+            if max_per_img > 0:
+                dets, keep = dets[:max_per_img], keep[:max_per_img]
+            return Instances(bboxes=dets[:, :4], scores=dets[:, 4], labels=results.labels[keep])
         if scores.dim() == 1:  # one score per candidate, NMS within each level
             if not results.has("level_ids"):
                 raise ValueError(f"{type(self).__name__}: single-score candidates need 'level_ids'")
