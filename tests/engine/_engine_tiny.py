@@ -1,4 +1,4 @@
-"""A tiny test plugin for the engine: a one-box detector, a synthetic dataset, a metric, recorder hooks.
+"""A tiny test plugin for the engine: a one-box detector, a synthetic dataset, a metric, hooks, a loop.
 
 Registered as plugin ``enginetest`` by ``tests/engine/conftest.py`` (in-process) and by
 ``tests/engine/run_tiny.py`` (subprocess runs).
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detcore.engine import Hook
+from detcore.engine import Hook, ValLoop
 from detcore.hookspecs import RUN_EVENTS, hookimpl
 from detcore.structures.instances import Instances
 
@@ -179,6 +179,24 @@ class SlowHook(Hook):
     def after_train_iter(self, runner) -> None:
         if runner.iter + 1 >= self.start:
             time.sleep(self.seconds)
+
+
+class CountingValLoop(ValLoop):
+    """A validation loop offered by a plugin (selected with ``[val_loop]``): counts its passes."""
+
+    def __init__(self, runner, dataloader=None, evaluator=None, tag: str = "val") -> None:
+        super().__init__(runner, dataloader, evaluator)
+        self.tag = tag
+        self.passes = 0
+
+    def run(self) -> dict[str, float]:
+        self.passes += 1
+        return super().run()
+
+
+@hookimpl
+def detcore_register_loops():
+    return {"CountingValLoop": CountingValLoop}
 
 
 @hookimpl
