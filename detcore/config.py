@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterable
 
-from detcore.errors import ComponentError, ConfigError, nearest
+from detcore.errors import ComponentError, ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -235,34 +235,29 @@ def _drop_none(value: Any) -> Any:
 
 
 # -- validation ----------------------------------------------------------------------------------------
+#
+# A table with a ``type`` is a component. Its kind comes from where it sits: a top-level table's from
+# ROOT_KINDS (what the runner builds from it), a nested one's from its parent factory's declaration
+# (``Registry.parameter_kinds``: ``component_kinds`` or a default table); arrays pass the kind on to
+# every item. A component's other keys must be parameters of its factory, and its ``train_cfg`` /
+# ``test_cfg`` must match the settings the factory declares (``detcore.settings``).
 
-#: The kind a table with ``type`` at this key is built as, when its name exists in several kinds.
-KIND_BY_KEY: dict[str, str] = {
+#: The kind of each top-level table (dotted path) that the runner builds as a component.
+ROOT_KINDS: dict[str, str] = {
     "model": "detector",
-    "backbone": "backbone",
-    "neck": "neck",
-    "rpn_head": "dense_head",
-    "bbox_head": "dense_head",
-    "roi_head": "roi_head",
-    "mask_head": "roi_head",
-    "bbox_roi_extractor": "roi_extractor",
-    "mask_roi_extractor": "roi_extractor",
+    "data.train": "dataset",
+    "data.val": "dataset",
+    "data.test": "dataset",
+    "evaluator": "metric",
     "optimizer": "optimizer",
-    "scheduler": "scheduler",
-    "assigner": "task_util",
-    "sampler": "task_util",
-    "bbox_coder": "task_util",
-    "anchor_generator": "task_util",
-    "prior_generator": "task_util",
-    "norm_cfg": "layer",
-    "conv_cfg": "layer",
-    "act_cfg": "layer",
+    "custom_hooks": "run_hook",
 }
 
 #: Keys of a component table that the builder of that kind consumes itself (not the factory).
 BUILDER_KEYS: dict[str, set[str]] = {"layer": {"requires_grad", "fallback_on_stride"}}
 
-#: Tables with ``type`` that are options of the code reading them, not registry components.
+#: Tables with ``type`` that are options of the code reading them, not registry components
+#: (``init_cfg``: initialisers of detcore.models.init; ``nms``: multiclass_nms; ``runner``: the loop).
 NOT_COMPONENTS = {"nms", "init_cfg", "runner"}
 
 
@@ -270,53 +265,57 @@ def validate_config(cfg: Config, registry: Any | None = None) -> None:
     """Check the whole config before anything is built.
 
     - every plugin named in ``plugins`` is installed, loaded and of a matching version;
-    - every table with a ``type`` names a known component, and its other keys are parameters of
-      that component's factory.
+    - every table with a ``type`` names a known component of the kind expected there, its other keys
+      are parameters of that component's factory, and its settings tables (``train_cfg``,
+      ``test_cfg``, per-stage arrays of them) hold only the keys the components reading them declare.
 
     Raises :class:`ConfigError` / :class:`~detcore.errors.PluginError` naming the file and key path.
     """
     from detcore.plugins import check_required_plugins
-    from detcore.registry import check_arguments, get_registry
+    from detcore.registry import get_registry
 
     registry = registry or get_registry()
     plugins = cfg.get("plugins", [])
     if not isinstance(plugins, list):
         raise ConfigError(f"{cfg.source_of('plugins')}: plugins: must be an array of plugin names")
     check_required_plugins(plugins, registry.manager, where=cfg.source_of("plugins"))
+    _Validator(cfg, registry).visit(cfg.data, "", None)
 
-    def visit(node: Any, path: str) -> None:
+
+class _Validator:
+    """Walks a config, checking each component table where it sits (see the section comment)."""
+
+    def __init__(self, cfg: Config, registry: Any) -> None:
+        self.cfg = cfg
+        self.registry = registry
+
+    def where(self, path: str) -> str:
+        return f"{self.cfg.source_of(path)}: {path}"
+
+    def visit(self, node: Any, path: str, kind: str | None) -> None:
         if isinstance(node, list):
             for i, item in enumerate(node):
-                visit(item, f"{path}.{i}")
+                self.visit(item, _join(path, str(i)), kind)
             return
         if not isinstance(node, Mapping):
             return
-        key = path.rsplit(".", 1)[-1]
-        if "type" in node and isinstance(node["type"], str) and key not in NOT_COMPONENTS:
-            _check_table(node, path, key)
-        for k, v in node.items():
-            visit(v, f"{path}.{k}" if path else k)
+        if isinstance(node.get("type"), str) and path.rsplit(".", 1)[-1] not in NOT_COMPONENTS:
+            self.component(node, path, kind)
+            return
+        for key, value in node.items():
+            child = _join(path, key)
+            self.visit(value, child, ROOT_KINDS.get(child))
 
-    def _check_table(node: Mapping[str, Any], path: str, key: str) -> None:
-        name = node["type"]
-        where = f"{cfg.source_of(path + '.type')}: {path}"
-        entries = registry.find(name)
-        if not entries:
-            everything = {e.name: e for kind in registry.kinds() for e in registry.entries(kind)}
-            hints = nearest(name.rpartition(":")[2], everything)
-            described = ", ".join(
-                f"'{h}' ({everything[h].kind}, plugin {everything[h].plugin})" for h in hints
-            )
-            raise ConfigError(
-                f"{where}.type: unknown component '{name}'"
-                + (f"; nearest names: {described}" if described else "")
-            )
-        kind = KIND_BY_KEY.get(key)
-        preferred = [e for e in entries if e.kind == kind] or entries
+    def component(self, node: Any, path: str, kind: str | None) -> None:
+        from detcore.registry import check_arguments
+        from detcore.settings import SettingsError, check_settings, declared_settings
+
+        if not isinstance(node, Mapping):
+            return  # an already-built object (Python composition), nothing to check here
         try:
-            entry = registry.get(preferred[0].kind, name)
+            entry = self.registry.lookup(node["type"], kind)
         except ComponentError as exc:
-            raise ConfigError(f"{where}.type: {exc}") from None
+            raise ConfigError(f"{self.where(path + '.type')}: {exc}") from None
         args = {k: v for k, v in node.items() if k != "type"}
         for arg in args:
             if arg in BUILDER_KEYS.get(entry.kind, ()):
@@ -324,7 +323,21 @@ def validate_config(cfg: Config, registry: Any | None = None) -> None:
             try:
                 check_arguments(entry, {arg: None}, require=False)
             except ConfigError as exc:
-                arg_where = f"{cfg.source_of(path + '.' + arg)}: {path}.{arg}"
-                raise ConfigError(f"{arg_where}: {str(exc)}") from None
+                raise ConfigError(f"{self.where(_join(path, arg))}: {exc}") from None
+        settings = declared_settings(entry.factory)
+        try:
+            check_settings(
+                entry.factory, args, resolver=self.registry.resolve_argument,
+                component=lambda value, rel, k: self.visit(value, _join(path, rel), k),
+                unchecked=lambda value, rel: self.visit(value, _join(path, rel), None),
+            )
+        except SettingsError as exc:
+            raise ConfigError(f"{self.where(_join(path, exc.path))}: {exc.reason}") from None
+        kinds = self.registry.parameter_kinds(entry.factory)
+        for arg, value in args.items():
+            if arg not in settings:
+                self.visit(value, _join(path, arg), kinds.get(arg))
 
-    visit(cfg.data, "")
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key

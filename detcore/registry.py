@@ -19,6 +19,7 @@ from typing import Any, Callable
 from detcore.errors import ComponentError, ConfigError, nearest
 from detcore.hookspecs import COMPONENT_KINDS
 from detcore.plugins import DetcorePluginManager, PluginInfo, get_plugin_manager, report_failures
+from detcore.settings import check_settings
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Registry:
 
     def __init__(self, manager: DetcorePluginManager) -> None:
         self.manager = manager
+        self._by_factory: dict[int, list[str]] | None = None
         self._entries: dict[str, dict[str, list[ComponentEntry]]] = {kind: {} for kind in COMPONENT_KINDS}
         #: plugins whose registration hook raised (or returned no mapping) while this registry was built
         self.failures: list[PluginInfo] = []
@@ -150,18 +152,112 @@ class Registry:
             msg += f". Not loaded (blocked or failed): {', '.join(sorted(blocked))}"
         return msg
 
+    def lookup(self, name: str, kind: str | None = None) -> ComponentEntry:
+        """The entry for ``name`` of ``kind``; with no ``kind``, of whichever kind offers it (an
+        error when several do)."""
+        if kind is not None:
+            return self.get(kind, name)
+        entries = self.find(name)
+        kinds = sorted({e.kind for e in entries})
+        if len(kinds) > 1:
+            offered = ", ".join(f"a {e.kind} (plugin {e.plugin})" for e in entries)
+            raise ComponentError(
+                f"'{name}' is {offered}, and nothing says which kind is meant here (declare the parameter's "
+                "kind in the parent factory's component_kinds)"
+            )
+        if not entries:
+            everything = {e.name: e for k in self.kinds() for e in self.entries(k)}
+            hints = nearest(name.rpartition(":")[2], everything)
+            described = ", ".join(
+                f"'{h}' ({everything[h].kind}, plugin {everything[h].plugin})" for h in hints
+            )
+            raise ComponentError(
+                f"unknown component '{name}'" + (f"; nearest names: {described}" if described else "")
+            )
+        return self.get(kinds[0], name)
+
+    def kinds_of(self, cls: type) -> list[str]:
+        """The kinds under which ``cls`` or one of its bases is registered (nearest class first)."""
+        if self._by_factory is None:
+            self._by_factory = {}
+            for kind in self._entries:
+                for entry in self.entries(kind):
+                    self._by_factory.setdefault(id(entry.factory), []).append(kind)
+        for klass in inspect.getmro(cls) if inspect.isclass(cls) else (cls,):
+            if klass is object:
+                break
+            kinds = self._by_factory.get(id(klass))
+            if kinds:
+                return kinds
+        return []
+
+    def parameter_kinds(self, factory: Callable[..., Any]) -> dict[str, str | None]:
+        """The component kind of each parameter of ``factory`` that takes a component table.
+
+        Declared by the factory as ``component_kinds = {"bbox_head": "dense_head", ...}`` (a class
+        attribute, merged along the MRO, or a function attribute); a parameter not declared whose
+        default is a table ``{"type": name}`` gets the kind that offers ``name``.
+        """
+        kinds: dict[str, str | None] = {}
+        for klass in reversed(inspect.getmro(factory)) if inspect.isclass(factory) else (factory,):
+            declared = vars(klass).get("component_kinds") if inspect.isclass(klass) else getattr(
+                klass, "component_kinds", None
+            )
+            if declared:
+                kinds.update(declared)
+        params, _ = accepted_parameters(factory)
+        for name, param in params.items():
+            default = param.default
+            if name in kinds or not isinstance(default, Mapping) or not isinstance(default.get("type"), str):
+                continue
+            offered = {e.kind for e in self.find(default["type"])}
+            if len(offered) == 1:
+                kinds[name] = offered.pop()
+        return kinds
+
+    def resolve_argument(self, owner: Callable[..., Any], source: Any, key: str) -> tuple[Any, Any] | None:
+        """The factory of ``owner``'s sub-component at argument ``key`` and its arguments.
+
+        ``source`` is ``owner``'s arguments (a mapping; a missing key takes the parameter's default)
+        or the built owner. A table gives ``(factory, table)``, a built object ``(type, object)``;
+        ``None`` when there is nothing to resolve. Used to follow settings to the component reading
+        them (:class:`detcore.settings.Delegate`).
+        """
+        if isinstance(source, Mapping):
+            value = source.get(key)
+            if value is None:
+                param = accepted_parameters(owner)[0].get(key)
+                value = param.default if param is not None else None
+        else:
+            value = getattr(source, key, None)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            return type(value), value
+        if not isinstance(value.get("type"), str):
+            return None
+        try:
+            entry = self.lookup(value["type"], self.parameter_kinds(owner).get(key))
+        except ComponentError:
+            return None
+        return entry.factory, value
+
     # -- building ----------------------------------------------------------------------------------
 
     def build(self, kind: str, cfg: Mapping[str, Any] | Any, where: str = "", **defaults: Any) -> Any:
-        """Build a component from a config table ``{"type": name, **kwargs}``.
+        """Build a component of ``kind`` from a config table ``{"type": name, **kwargs}``.
 
-        ``defaults`` are passed unless the table sets them. A value that is not a mapping (an
-        already-built object) is returned as it is; ``None`` stays ``None``.
+        ``defaults`` are passed unless the table sets them. An already-built object is returned as
+        it is (components compose in Python as well as from configs), unless its class is registered
+        as another kind only; ``None`` stays ``None``. The table's arguments are checked against the
+        factory's signature and its declared settings (``train_cfg`` / ``test_cfg``) first.
         """
-        if cfg is None or not isinstance(cfg, Mapping):
-            return cfg
-        args = dict(cfg)
         where_ = f"{where}: " if where else ""
+        if cfg is None:
+            return None
+        if not isinstance(cfg, Mapping):
+            return self._built(kind, cfg, where_)
+        args = dict(cfg)
         if "type" not in args:
             raise ConfigError(f"{where_}a {kind} table needs a 'type' key; keys given: {sorted(args)}")
         name = args.pop("type")
@@ -171,7 +267,21 @@ class Registry:
             raise ComponentError(f"{where_}{exc}") from None
         kwargs = {**defaults, **args}
         check_arguments(entry, kwargs, where=where)
+        check_settings(entry.factory, kwargs, where=where, resolver=self.resolve_argument)
         return entry.factory(**kwargs)
+
+    def _built(self, kind: str, obj: Any, where_: str) -> Any:
+        if isinstance(obj, (str, bytes, int, float)):
+            raise ConfigError(
+                f"{where_}a {kind} must be a table {{type = ...}} or a built object, got "
+                f"{type(obj).__name__} {obj!r}"
+            )
+        kinds = self.kinds_of(type(obj))
+        if kinds and kind not in kinds:
+            raise ConfigError(
+                f"{where_}a {kind} is expected, got a built {kinds[0]} ({type(obj).__name__})"
+            )
+        return obj
 
 
 def accepted_parameters(factory: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool]:

@@ -6,47 +6,70 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from detcore.models.dense_heads.base_dense_head import scale_factor_tensor
 from detcore.models.detectors.base import BaseDetector
 from detcore.ops import multiclass_nms
-from detcore.registry import build
+from detcore.registry import build, get_registry
+from detcore.settings import Delegate, check_settings
+from detcore.structures.boxes import FLIP_DIRECTIONS, Boxes
 from detcore.structures.instances import Instances
 
 
 class SingleStageDetector(BaseDetector):
     """A detector whose dense head predicts boxes directly from the feature maps.
 
+    Every part is a config table or an already-built module (composition in Python)::
+
+        SingleStageDetector(backbone=ResNet(depth=50), neck=FPN(...), bbox_head=RetinaHead(...))
+
     Args:
-        backbone: backbone table (kind ``backbone``).
-        neck: optional neck table (kind ``neck``).
-        bbox_head: dense-head table (kind ``dense_head``); it receives ``train_cfg`` and ``test_cfg``.
-        train_cfg: the head's training settings (assigner, sampler, allowed_border, pos_weight, ...).
-        test_cfg: the head's test settings (nms_pre, score_thr, nms, max_per_img, ...).
+        backbone: backbone table or module (kind ``backbone``).
+        neck: optional neck table or module (kind ``neck``).
+        bbox_head: dense-head table or module (kind ``dense_head``); a table is built with
+            ``train_cfg`` and ``test_cfg``, a module keeps its own (then leave these ``None``).
+        train_cfg: the head's training settings (checked against the head's ``train_settings``).
+        test_cfg: the head's test settings (checked against the head's ``test_settings``).
         init_cfg: weight-init table(s) of the detector itself.
     """
 
+    component_kinds = {"backbone": "backbone", "neck": "neck", "bbox_head": "dense_head"}
+    #: the detector reads no settings itself: both tables go to the bbox head, which declares them
+    train_settings = Delegate("bbox_head")
+    test_settings = Delegate("bbox_head")
+
     def __init__(
         self,
-        backbone: Mapping[str, Any],
-        neck: Mapping[str, Any] | None = None,
-        bbox_head: Mapping[str, Any] | None = None,
+        backbone: Mapping[str, Any] | nn.Module,
+        neck: Mapping[str, Any] | nn.Module | None = None,
+        bbox_head: Mapping[str, Any] | nn.Module | None = None,
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
         init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__(init_cfg)
+        name = type(self).__name__
         if bbox_head is None:
-            raise ValueError(f"{type(self).__name__}: 'bbox_head' (a dense_head table) is required")
+            raise ValueError(f"{name}: 'bbox_head' (a dense_head table or module) is required")
+        check_settings(type(self), {"bbox_head": bbox_head, "train_cfg": train_cfg, "test_cfg": test_cfg},
+                       where=name, resolver=get_registry().resolve_argument)
         self.backbone = build("backbone", backbone, where="model.backbone")
         if neck is not None:
             self.neck = build("neck", neck, where="model.neck")
-        head_cfg = dict(bbox_head)
-        head_cfg["train_cfg"] = dict(train_cfg) if train_cfg is not None else None
-        head_cfg["test_cfg"] = dict(test_cfg) if test_cfg is not None else None
-        self.bbox_head = build("dense_head", head_cfg, where="model.bbox_head")
-        self.train_cfg = train_cfg
-        self.test_cfg = test_cfg
+        if isinstance(bbox_head, Mapping):
+            head_cfg = {**bbox_head, "train_cfg": train_cfg, "test_cfg": test_cfg}
+            self.bbox_head = build("dense_head", head_cfg, where="model.bbox_head")
+        else:
+            self.bbox_head = build("dense_head", bbox_head, where="model.bbox_head")
+            for key, value in (("train_cfg", train_cfg), ("test_cfg", test_cfg)):
+                if value is not None and value != getattr(self.bbox_head, key, None):
+                    raise ValueError(
+                        f"{name}: bbox_head is a built {type(self.bbox_head).__name__} with its own {key}; "
+                        f"pass {key} to the head (or give bbox_head as a table)"
+                    )
+        self.train_cfg = getattr(self.bbox_head, "train_cfg", train_cfg)
+        self.test_cfg = getattr(self.bbox_head, "test_cfg", test_cfg)
 
     def extract_feat(self, imgs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Backbone (+ neck) feature maps of ``imgs`` ``(B, 3, H, W)``, high to low resolution."""
@@ -109,14 +132,10 @@ class SingleStageDetector(BaseDetector):
 def bbox_mapping_back(bboxes: torch.Tensor, img_meta: dict) -> torch.Tensor:
     """Boxes ``(N, 4)`` predicted on an augmented image back to the original image: undo the flip
     (``flip``/``flip_direction`` within ``img_shape``), then divide by ``scale_factor``."""
-    out = bboxes.clone()
+    boxes = Boxes(bboxes)
     if img_meta.get("flip", False):
-        h, w = img_meta["img_shape"][:2]
         direction = img_meta.get("flip_direction") or "horizontal"
-        if direction in ("horizontal", "diagonal"):
-            out[:, 0], out[:, 2] = w - bboxes[:, 2], w - bboxes[:, 0]
-        if direction in ("vertical", "diagonal"):
-            out[:, 1], out[:, 3] = h - bboxes[:, 3], h - bboxes[:, 1]
-        if direction not in ("horizontal", "vertical", "diagonal"):
+        if direction not in FLIP_DIRECTIONS:
             raise ValueError(f"bbox_mapping_back: unknown flip_direction {direction!r}")
-    return out / scale_factor_tensor(img_meta["scale_factor"], out)
+        boxes = boxes.flip(img_meta["img_shape"], direction)
+    return boxes.unscale(img_meta["scale_factor"]).tensor
