@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from detcore.data.image_io import imflip, impad, impad_to_multiple, imrescale, imresize
+from detcore.structures.boxes import Boxes
 
 
 def _as_scales(img_scale: Any) -> list[tuple[int, int]] | None:
@@ -131,12 +132,11 @@ class Resize:
 
     def _resize_bboxes(self, results: dict[str, Any]) -> None:
         for key in results.get("bbox_fields", []):
-            boxes = results[key] * results["scale_factor"]
+            sf = results["scale_factor"]
+            boxes = Boxes(results[key]).scale(sf[0], sf[1])
             if self.bbox_clip_border:
-                h, w = results["img_shape"][:2]
-                boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, w)
-                boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, h)
-            results[key] = boxes.astype(np.float32)
+                boxes = boxes.clip(results["img_shape"])
+            results[key] = boxes.numpy().astype(np.float32)
 
     def _resize_masks(self, results: dict[str, Any]) -> None:
         for key in results.get("mask_fields", []):
@@ -159,21 +159,6 @@ class Resize:
             f"Resize(img_scale={self.img_scale}, multiscale_mode={self.multiscale_mode!r}, "
             f"ratio_range={self.ratio_range}, keep_ratio={self.keep_ratio})"
         )
-
-
-def bbox_flip(bboxes: np.ndarray, img_shape: Sequence[int], direction: str) -> np.ndarray:
-    """Flip ``(N, 4k)`` xyxy boxes in an image of ``img_shape = (h, w, ...)``: ``x -> w - x``."""
-    h, w = img_shape[0], img_shape[1]
-    out = bboxes.copy()
-    if direction in ("horizontal", "diagonal"):
-        out[..., 0::4] = w - bboxes[..., 2::4]
-        out[..., 2::4] = w - bboxes[..., 0::4]
-    if direction in ("vertical", "diagonal"):
-        out[..., 1::4] = h - bboxes[..., 3::4]
-        out[..., 3::4] = h - bboxes[..., 1::4]
-    if direction not in ("horizontal", "vertical", "diagonal"):
-        raise ValueError(f"flip direction must be horizontal, vertical or diagonal, got {direction!r}")
-    return out
 
 
 class RandomFlip:
@@ -223,7 +208,7 @@ class RandomFlip:
             for key in results.get("img_fields", ["img"]):
                 results[key] = imflip(results[key], d)
             for key in results.get("bbox_fields", []):
-                results[key] = bbox_flip(results[key], results["img_shape"], d)
+                results[key] = Boxes(results[key]).flip(results["img_shape"], d).numpy()
             for key in results.get("mask_fields", []):
                 results[key] = results[key].flip(d)
             for key in results.get("seg_fields", []):
@@ -351,14 +336,13 @@ class RandomCrop:
         results["img_shape"] = results["img"].shape
         new_h, new_w = results["img_shape"][:2]
         for key in results.get("bbox_fields", []):
-            boxes = results[key] - np.array([off_w, off_h, off_w, off_h], dtype=np.float32)
+            boxes = Boxes(results[key]).translate(-off_w, -off_h)
             if self.bbox_clip_border:
-                boxes[:, 0::2] = np.clip(boxes[:, 0::2], 0, new_w)
-                boxes[:, 1::2] = np.clip(boxes[:, 1::2], 0, new_h)
-            valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+                boxes = boxes.clip((new_h, new_w))
+            valid = boxes.nonempty().numpy()
             if key == "gt_bboxes" and not valid.any() and not self.allow_negative_crop:
                 return None
-            results[key] = boxes[valid]
+            results[key] = boxes.numpy()[valid]
             if _LABEL_OF.get(key) in results:
                 results[_LABEL_OF[key]] = results[_LABEL_OF[key]][valid]
             mkey = _MASK_OF.get(key)
@@ -423,7 +407,7 @@ class Expand:
         results["img"] = canvas
         results["img_shape"] = canvas.shape
         for key in results.get("bbox_fields", []):
-            results[key] = results[key] + np.tile((left, top), 2).astype(results[key].dtype)
+            results[key] = Boxes(results[key]).translate(left, top).numpy()
         for key in results.get("mask_fields", []):
             results[key] = results[key].expand(eh, ew, top, left)
         for key in results.get("seg_fields", []):
@@ -436,17 +420,6 @@ class Expand:
 
     def __repr__(self) -> str:
         return f"Expand(mean={self.mean}, ratio_range={self.ratio_range}, prob={self.prob})"
-
-
-def bbox_overlaps_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of ``(N, 4)`` and ``(M, 4)`` xyxy boxes -> ``(N, M)``."""
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-6)
 
 
 class MinIoURandomCrop:
@@ -467,7 +440,7 @@ class MinIoURandomCrop:
 
     @staticmethod
     def _centres_in(boxes: np.ndarray, patch: np.ndarray) -> np.ndarray:
-        c = (boxes[:, :2] + boxes[:, 2:]) / 2
+        c = Boxes(boxes).centers.numpy()
         return (c[:, 0] > patch[0]) & (c[:, 1] > patch[1]) & (c[:, 0] < patch[2]) & (c[:, 1] < patch[3])
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
@@ -489,9 +462,8 @@ class MinIoURandomCrop:
                 patch = np.array((int(left), int(top), int(left + new_w), int(top + new_h)))
                 if patch[2] == patch[0] or patch[3] == patch[1]:
                     continue
-                overlaps = bbox_overlaps_np(
-                    patch.reshape(-1, 4).astype(np.float32), boxes.reshape(-1, 4)
-                ).reshape(-1)
+                patch_box = Boxes(patch.reshape(-1, 4).astype(np.float32))
+                overlaps = patch_box.iou(Boxes(boxes)).numpy().reshape(-1)
                 if len(overlaps) > 0 and overlaps.min() < mode:
                     continue
                 if len(overlaps) > 0 and not self._centres_in(boxes, patch).any():

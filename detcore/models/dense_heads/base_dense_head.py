@@ -40,7 +40,10 @@ from detcore.models.init import BaseModule
 from detcore.models.utils import filter_scores_and_topk
 from detcore.ops import multiclass_nms
 from detcore.ops.nms import _batched_nms_with_cfg
+from detcore.structures.boxes import Boxes, scale_factor_tensor
 from detcore.structures.instances import Instances
+
+__all__ = ["BaseDenseHead", "scale_factor_tensor", "unpack_gt_instances"]
 
 #: ``test_cfg.postprocess_order`` values (see the module docstring); the first is the default
 POSTPROCESS_ORDERS = ("threshold_first", "topk_first")
@@ -65,18 +68,6 @@ def unpack_gt_instances(
         )
     ignored = [inst.get("bboxes") if inst is not None else None for inst in gt_ignored_instances]
     return gt_bboxes, gt_labels, ignored
-
-
-def scale_factor_tensor(scale_factor: Any, like: torch.Tensor) -> torch.Tensor:
-    """``img_meta['scale_factor']`` as a ``(4,)`` tensor ``(w, h, w, h)`` (a number or ``(w, h)`` widened)."""
-    sf = torch.as_tensor(scale_factor, dtype=like.dtype, device=like.device).flatten()
-    if sf.numel() == 1:
-        sf = sf.repeat(4)
-    elif sf.numel() == 2:
-        sf = sf.repeat(2)
-    elif sf.numel() != 4:
-        raise ValueError(f"img_meta['scale_factor'] must have 1, 2 or 4 numbers, got {scale_factor!r}")
-    return sf
 
 
 class BaseDenseHead(BaseModule):
@@ -326,11 +317,10 @@ class BaseDenseHead(BaseModule):
         """
         bboxes = results.bboxes
         if rescale:
-            results.bboxes = bboxes = bboxes / scale_factor_tensor(img_meta["scale_factor"], bboxes)
+            results.bboxes = bboxes = Boxes(bboxes).unscale(img_meta["scale_factor"]).tensor
         min_size = float(cfg.get("min_bbox_size", -1)) if self.filters_min_bbox_size else -1.0
         if min_size >= 0:
-            w, h = bboxes[:, 2] - bboxes[:, 0], bboxes[:, 3] - bboxes[:, 1]
-            valid = (w > min_size) & (h > min_size)
+            valid = Boxes(bboxes).nonempty(min_size)
             if not valid.all():
                 results = results[valid]
         if not with_nms:

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from detcore.structures.boxes import clip_boxes, cxcywh_to_xyxy, xyxy_to_cxcywh
+
 MaxShape = Any  # (h, w) | list of (h, w) | Tensor
 
 
@@ -27,35 +29,15 @@ def bbox2delta(
         raise ValueError(
             f"bbox2delta: proposals {tuple(proposals.shape)} and gt {tuple(gt.shape)} differ in shape"
         )
-    proposals, gt = proposals.float(), gt.float()
-    px = (proposals[..., 0] + proposals[..., 2]) * 0.5
-    py = (proposals[..., 1] + proposals[..., 3]) * 0.5
-    pw = proposals[..., 2] - proposals[..., 0]
-    ph = proposals[..., 3] - proposals[..., 1]
-    gx = (gt[..., 0] + gt[..., 2]) * 0.5
-    gy = (gt[..., 1] + gt[..., 3]) * 0.5
-    gw = gt[..., 2] - gt[..., 0]
-    gh = gt[..., 3] - gt[..., 1]
+    return _deltas(xyxy_to_cxcywh(proposals.float()), xyxy_to_cxcywh(gt.float()), means, stds)
+
+
+def _deltas(p: torch.Tensor, g: torch.Tensor, means: Sequence[float], stds: Sequence[float]) -> torch.Tensor:
+    """Normalised deltas between ``(..., 4)`` ``(cx, cy, w, h)`` proposals ``p`` and targets ``g``."""
+    px, py, pw, ph = p.unbind(-1)
+    gx, gy, gw, gh = g.unbind(-1)
     deltas = torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=-1)
     return (deltas - deltas.new_tensor(means)) / deltas.new_tensor(stds)
-
-
-def _clip(bboxes: torch.Tensor, max_shape: MaxShape) -> torch.Tensor:
-    """Clamp x to ``[0, w]`` and y to ``[0, h]``; ``bboxes`` is ``(N, 4k)`` or ``(B, N, 4k)``."""
-    if bboxes.dim() == 3 and not (
-        isinstance(max_shape, Sequence)
-        and len(max_shape)
-        and isinstance(max_shape[0], (int, float, np.integer, np.floating))
-    ):
-        shapes = torch.as_tensor(max_shape, dtype=bboxes.dtype, device=bboxes.device).view(-1, 2)[:, :2]
-        if shapes.size(0) != bboxes.size(0):
-            raise ValueError(f"{shapes.size(0)} max_shapes for a batch of {bboxes.size(0)}")
-        hw = shapes.flip(-1).repeat(1, bboxes.size(-1) // 2).unsqueeze(1)  # (B, 1, 4k): w, h, w, h ...
-        return torch.where(bboxes < 0, bboxes.new_zeros(()), torch.min(bboxes, hw))
-    h, w = float(max_shape[0]), float(max_shape[1])
-    bboxes[..., 0::2] = bboxes[..., 0::2].clamp(min=0, max=w)
-    bboxes[..., 1::2] = bboxes[..., 1::2].clamp(min=0, max=h)
-    return bboxes
 
 
 def delta2bbox(
@@ -92,16 +74,14 @@ def delta2bbox(
             add_ctr_clamp,
             ctr_clamp,
         ).view(b, n, -1)
-        return _clip(out, max_shape) if clip_border and max_shape is not None else out
+        return clip_boxes(out, max_shape) if clip_border and max_shape is not None else out
     num_bboxes, num_classes = deltas.size(0), deltas.size(1) // 4
     if num_bboxes == 0:
         return deltas
     deltas = deltas.reshape(-1, 4)
     denorm = deltas * deltas.new_tensor(stds).view(1, -1) + deltas.new_tensor(means).view(1, -1)
     dxy, dwh = denorm[:, :2], denorm[:, 2:]
-    rois_ = rois.repeat(1, num_classes).reshape(-1, 4)
-    pxy = (rois_[:, :2] + rois_[:, 2:]) * 0.5
-    pwh = rois_[:, 2:] - rois_[:, :2]
+    pxy, pwh = xyxy_to_cxcywh(rois.repeat(1, num_classes).reshape(-1, 4)).split(2, dim=-1)
     dxy_wh = pwh * dxy
     max_ratio = float(np.abs(np.log(wh_ratio_clip)))
     if add_ctr_clamp:
@@ -111,9 +91,9 @@ def delta2bbox(
         dwh = dwh.clamp(min=-max_ratio, max=max_ratio)
     gxy = pxy + dxy_wh
     gwh = pwh * dwh.exp()
-    bboxes = torch.cat([gxy - gwh * 0.5, gxy + gwh * 0.5], dim=-1)
+    bboxes = cxcywh_to_xyxy(torch.cat([gxy, gwh], dim=-1))
     if clip_border and max_shape is not None:
-        bboxes = _clip(bboxes, max_shape)
+        bboxes = clip_boxes(bboxes, max_shape)
     return bboxes.reshape(num_bboxes, -1)
 
 
@@ -180,17 +160,13 @@ def legacy_bbox2delta(
     stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
 ) -> torch.Tensor:
     """:func:`bbox2delta` with the 1.x ``+1`` width/height convention."""
-    proposals, gt = proposals.float(), gt.float()
-    px = (proposals[..., 0] + proposals[..., 2]) * 0.5
-    py = (proposals[..., 1] + proposals[..., 3]) * 0.5
-    pw = proposals[..., 2] - proposals[..., 0] + 1.0
-    ph = proposals[..., 3] - proposals[..., 1] + 1.0
-    gx = (gt[..., 0] + gt[..., 2]) * 0.5
-    gy = (gt[..., 1] + gt[..., 3]) * 0.5
-    gw = gt[..., 2] - gt[..., 0] + 1.0
-    gh = gt[..., 3] - gt[..., 1] + 1.0
-    deltas = torch.stack([(gx - px) / pw, (gy - py) / ph, torch.log(gw / pw), torch.log(gh / ph)], dim=-1)
-    return (deltas - deltas.new_tensor(means)) / deltas.new_tensor(stds)
+    return _deltas(_plus_one_wh(proposals), _plus_one_wh(gt), means, stds)
+
+
+def _plus_one_wh(boxes: torch.Tensor) -> torch.Tensor:
+    """``(cx, cy, w + 1, h + 1)`` of ``(..., 4)`` xyxy boxes (the 1.x sizes)."""
+    cxcywh = xyxy_to_cxcywh(boxes.float())
+    return torch.cat([cxcywh[..., :2], cxcywh[..., 2:] + 1.0], dim=-1)
 
 
 def legacy_delta2bbox(
@@ -281,7 +257,7 @@ def distance2bbox(
     y2 = points[..., 1] + distance[..., 3]
     bboxes = torch.stack([x1, y1, x2, y2], -1)
     if max_shape is not None:
-        bboxes = _clip(bboxes, max_shape)
+        bboxes = clip_boxes(bboxes, max_shape)
     return bboxes
 
 

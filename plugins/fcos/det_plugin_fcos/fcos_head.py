@@ -22,6 +22,7 @@ from torch import nn
 from detcore.models.dense_heads.anchor_free_head import AnchorFreeHead, Scale
 from detcore.models.utils import multi_apply, reduce_mean
 from detcore.registry import build
+from detcore.structures.boxes import Boxes
 from detcore.structures.instances import Instances
 
 INF = 1e8
@@ -228,8 +229,7 @@ class FCOSHead(AnchorFreeHead):
         if num_gts == 0:
             return gt_labels.new_full((num_points,), self.num_classes), gt_bboxes.new_zeros((num_points, 4))
 
-        areas = (gt_bboxes[:, 2] - gt_bboxes[:, 0]) * (gt_bboxes[:, 3] - gt_bboxes[:, 1])
-        areas = areas[None].repeat(num_points, 1)
+        areas = Boxes(gt_bboxes).area[None].repeat(num_points, 1)
         regress_ranges = regress_ranges[:, None, :].expand(num_points, num_gts, 2)
         gt_bboxes = gt_bboxes[None].expand(num_points, num_gts, 4)
         xs = points[:, 0][:, None].expand(num_points, num_gts)
