@@ -15,7 +15,12 @@ a fresh subprocess with ``torch.set_num_threads(--threads)`` (default 2):
   SGD step (lr 1e-4, so the weights stay sane across repeats);
 - peak memory: the subprocess's peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``),
   i.e. everything the process touched (Python, torch, model, activations), reported together with
-  the RSS right after building the model so the difference is the phase's own working memory.
+  the RSS right after building the model so the difference is the phase's own working memory;
+- FLOPs: one more inference forward under ``torch.utils.flop_counter.FlopCounterMode`` (it counts the
+  matmuls and convolutions, 2 FLOPs per multiply-add; RoIAlign, NMS, deformable convs and element-wise
+  work are not counted), and the fraction of the machine's fp32 GEMM peak the timed inference reaches
+  (counted FLOPs / median inference time / peak); the peak is measured in the same run, in its own
+  process with the same thread count, as the best of a few 4096x4096 @ 4096x4096 fp32 matmuls.
 
 ``--warmup`` untimed runs, then ``--repeats`` timed ones; the median and minimum wall time are printed,
 in seconds, with the median process CPU time (``time.process_time``; up to ``threads`` x the wall time
@@ -42,7 +47,12 @@ FAMILIES: dict[str, str] = {
     "retinanet": "configs/retinanet/retinanet_r50_fpn_1x_coco.toml",
     "ssd": "configs/ssd/ssd300_coco.toml",
     "fcos": "configs/fcos/fcos_r50_caffe_fpn_gn-head_1x_coco.toml",
+    "rpn": "configs/rpn/rpn_r50_fpn_1x_coco.toml",
+    "faster_rcnn": "configs/faster_rcnn/faster_rcnn_r50_fpn_1x_coco.toml",
+    "mask_rcnn": "configs/mask_rcnn/mask_rcnn_r50_fpn_1x_coco.toml",
 }
+
+GEMM_N = 4096  # the peak-measuring matmul: (N, N) @ (N, N) fp32, 2 * N**3 FLOPs
 
 IMG_H, IMG_W = 800, 1333  # a COCO test image resized to (1333, 800) with keep_ratio
 PAD_H, PAD_W = 800, 1344  # padded to a multiple of 32
@@ -73,7 +83,9 @@ def _build(config: str, checkpoint: str | None) -> Any:
 
     cfg = load_config(REPO_ROOT / config)
     model_cfg = cfg.to_dict()["model"]
-    model_cfg.get("backbone", {}).pop("init_cfg", None)  # no pretrained download for a timing run
+    # no pretrained download for a timing run (a C4 shared head starts from the backbone's file too)
+    model_cfg.get("backbone", {}).pop("init_cfg", None)
+    (model_cfg.get("roi_head", {}).get("shared_head") or {}).pop("init_cfg", None)
     torch.manual_seed(0)
     model = detcore.build("detector", model_cfg)
     if checkpoint:
@@ -86,9 +98,12 @@ def _build(config: str, checkpoint: str | None) -> Any:
 
 
 def _batch(batch_size: int, with_gt: bool) -> dict[str, Any]:
+    """Random images; with ``with_gt`` 5 random boxes per image with labels and box-filling masks."""
+    import numpy as np
     import torch
 
     from detcore.structures.instances import Instances
+    from detcore.structures.masks import BitmapMasks
 
     gen = torch.Generator().manual_seed(0)
     imgs = torch.zeros(batch_size, 3, PAD_H, PAD_W)
@@ -110,9 +125,15 @@ def _batch(batch_size: int, with_gt: bool) -> dict[str, Any]:
         for _ in range(batch_size):
             xy = torch.rand(5, 2, generator=gen) * torch.tensor([IMG_W - 300, IMG_H - 300])
             wh = 32 + torch.rand(5, 2, generator=gen) * 260
+            bboxes = torch.cat([xy, xy + wh], 1)
+            masks = np.zeros((5, PAD_H, PAD_W), dtype=np.uint8)
+            for m, (x1, y1, x2, y2) in zip(masks, bboxes.round().int().tolist()):
+                m[y1:y2, x1:x2] = 1
             gts.append(
                 Instances(
-                    bboxes=torch.cat([xy, xy + wh], 1), labels=torch.randint(0, 80, (5,), generator=gen)
+                    bboxes=bboxes,
+                    labels=torch.randint(0, 80, (5,), generator=gen),
+                    masks=BitmapMasks(masks, PAD_H, PAD_W),
                 )
             )
         batch["gt_instances"] = gts
@@ -142,7 +163,11 @@ def _measure(
                     times.append(time.perf_counter() - start)
                     cpu_times.append(time.process_time() - cpu_start)
                 num_dets = len(results[0])
-        extra = {"detections": num_dets}
+            from torch.utils.flop_counter import FlopCounterMode
+
+            with FlopCounterMode(display=False) as counter:
+                model(batch["imgs"], batch["img_metas"])
+        extra = {"detections": num_dets, "flops": counter.get_total_flops()}
     else:
         model.train()
         batch = _batch(2, with_gt=True)
@@ -173,6 +198,35 @@ def _measure(
             **extra,
         }
     )
+
+
+def _measure_gemm(threads: int, repeats: int, queue: Any) -> None:
+    """The best fp32 GEMM rate (FLOP/s) of ``repeats`` (N, N) @ (N, N) matmuls after one warm-up."""
+    import torch
+
+    torch.set_num_threads(threads)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(GEMM_N, GEMM_N, generator=gen)
+    b = torch.randn(GEMM_N, GEMM_N, generator=gen)
+    out = torch.empty(GEMM_N, GEMM_N)
+    best = float("inf")
+    for i in range(1 + repeats):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        if i > 0:
+            best = min(best, time.perf_counter() - start)
+    queue.put(2.0 * GEMM_N**3 / best)
+
+
+def gemm_peak(threads: int, repeats: int) -> float:
+    """fp32 GEMM peak of this machine at ``threads`` threads, in FLOP/s (measured in a fresh process)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure_gemm, args=(threads, repeats, queue))
+    proc.start()
+    peak = queue.get()
+    proc.join()
+    return peak
 
 
 def run_family(
@@ -218,30 +272,34 @@ def main(argv: list[str] | None = None) -> int:
     families = args.family or sorted(FAMILIES)
     import torch
 
+    peak = gemm_peak(args.threads, max(3, args.repeats))
     print(
         f"# CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{args.threads} threads, {args.warmup} warm-up + {args.repeats} timed runs; "
-        "wall s median / min (process CPU s median)"
+        "wall s median / min (process CPU s median); "
+        f"fp32 GEMM peak ({GEMM_N}x{GEMM_N} matmul, best of {max(3, args.repeats)}): {peak / 1e9:.1f} GFLOP/s"
     )
     print(
         "| family | inference 1x1333x800 | train step 2x1333x800 "
-        "| peak RSS inference (MiB) | peak RSS train (MiB) | RSS after build (MiB) |"
+        "| peak RSS inference (MiB) | peak RSS train (MiB) | RSS after build (MiB) "
+        "| forward GFLOPs | % of GEMM peak |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     results = []
     for family in families:
         r = run_family(family, checkpoints.get(family), args.threads, args.warmup, args.repeats)
         results.append(r)
         inf, tr = r["inference"], r["train_step"]
+        r["gemm_fraction"] = inf["flops"] / inf["median_s"] / peak
         print(
             f"| {family} | {inf['median_s']:.2f} / {inf['min_s']:.2f} ({inf['cpu_median_s']:.2f}) "
             f"| {tr['median_s']:.2f} / {tr['min_s']:.2f} ({tr['cpu_median_s']:.2f}) "
-            f"| {inf['peak_rss_mib']:.0f} | {tr['peak_rss_mib']:.0f} | {inf['rss_after_build_mib']:.0f} |"
+            f"| {inf['peak_rss_mib']:.0f} | {tr['peak_rss_mib']:.0f} | {inf['rss_after_build_mib']:.0f} "
+            f"| {inf['flops'] / 1e9:.1f} | {100 * r['gemm_fraction']:.0f}% |"
         )
     if args.json:
-        args.json.write_text(
-            json.dumps({"threads": args.threads, "torch": torch.__version__, "results": results}, indent=2)
-        )
+        summary = {"threads": args.threads, "torch": torch.__version__, "gemm_peak_flops": peak}
+        args.json.write_text(json.dumps({**summary, "results": results}, indent=2))
     return 0
 
 

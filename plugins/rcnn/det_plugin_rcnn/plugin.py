@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from det_plugin_rcnn.detectors import RPN, FasterRCNN, FastRCNN
 from det_plugin_rcnn.rpn_head import RPNHead
+from det_plugin_rcnn.shared_heads import ResLayer
 from detcore.hookspecs import Factory, hookimpl
 
 
@@ -19,3 +20,8 @@ def detcore_register_detectors() -> Mapping[str, Factory]:
 @hookimpl
 def detcore_register_dense_heads() -> Mapping[str, Factory]:
     return {"RPNHead": RPNHead}
+
+
+@hookimpl
+def detcore_register_roi_heads() -> Mapping[str, Factory]:
+    return {"ResLayer": ResLayer}  # the C4 RoI shared head (res5 per RoI)
