@@ -8,7 +8,7 @@ from detcore.config import load_config, validate_config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("config", help="inspect configs")
+    p = subparsers.add_parser("config", help="inspect configs; import reference configs")
     sub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     show = sub.add_parser("show", help="print the fully merged config as TOML")
     show.add_argument("config", help="path to a TOML config")
@@ -23,6 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--provenance", action="store_true", help="list the file or override that set each key")
     show.add_argument("--validate", action="store_true", help="also check plugins and component keys")
     show.set_defaults(func=run_show)
+    from detcore.cli.config_import_cmd import add_import_parser
+
+    add_import_parser(sub)
 
 
 def run_show(args: argparse.Namespace) -> int:
