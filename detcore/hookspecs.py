@@ -164,6 +164,8 @@ def detcore_register_loops() -> Mapping[str, Factory]:
 
     A factory takes the ``runner`` plus its table's keys; the built loop's ``run()`` iterates and
     fires the run events (see ``detcore.engine.loops``).
+
+    Called once per registry build; every plugin's table merges into the registry's ``loop`` kind.
     """
 
 

@@ -1,4 +1,4 @@
-"""Helpers for plugin test suites (detcore's own and third parties').
+"""The reference implementation's checkpoint layouts, for tests that check a model's state dict.
 
 The reference implementation's checkpoint layouts live in ``shared/reference/checkpoint-keys/`` beside
 the repository checkout (one ``<config name>.txt`` per standard config: a first line with the
@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 KEYS_ENV = "DETCORE_REFERENCE_KEYS"
 _LINE = re.compile(r"^(\S+) \(([\d, ]*)\)$")
@@ -70,26 +71,3 @@ def reference_keys_or_skip(name: str) -> ReferenceKeys:
 def state_dict_layout(module: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     """``(key, shape)`` of every state-dict entry, in order (works on the meta device)."""
     return [(k, tuple(v.shape)) for k, v in module.state_dict().items()]
-
-
-def two_image_batch() -> dict:
-    """A collated batch of two random 96x128 images with known metadata and ground truth, for head and
-    detector tests: image 0 was resized 2x from 48x64 (two boxes, labels 0 and 2), image 1 is unscaled
-    90x120 padded to 96x128 (one box, label 1); no ignored boxes. Seeded, so it is the same every call."""
-    from detcore.structures import Instances
-
-    generator = torch.Generator().manual_seed(1)
-    imgs = torch.randn(2, 3, 96, 128, generator=generator)
-    metas = [
-        dict(img_shape=(96, 128, 3), pad_shape=(96, 128, 3), ori_shape=(48, 64, 3),
-             scale_factor=[2.0, 2.0, 2.0, 2.0], batch_input_shape=(96, 128), flip=False),
-        dict(img_shape=(90, 120, 3), pad_shape=(96, 128, 3), ori_shape=(90, 120, 3),
-             scale_factor=[1.0, 1.0, 1.0, 1.0], batch_input_shape=(96, 128), flip=False),
-    ]  # fmt: skip
-    gts = [
-        Instances(bboxes=torch.tensor([[10.0, 20.0, 60.0, 90.0], [70.0, 30.0, 120.0, 80.0]]),
-                  labels=torch.tensor([0, 2])),
-        Instances(bboxes=torch.tensor([[5.0, 5.0, 40.0, 40.0]]), labels=torch.tensor([1])),
-    ]  # fmt: skip
-    ignored = [Instances(bboxes=torch.zeros(0, 4)), Instances(bboxes=torch.zeros(0, 4))]
-    return dict(imgs=imgs, img_metas=metas, gt_instances=gts, gt_ignored_instances=ignored)

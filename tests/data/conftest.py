@@ -1,9 +1,6 @@
 import pytest
-import torch
 
 from detcore.data.shapes import generate_shapes
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

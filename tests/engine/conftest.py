@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -15,7 +14,6 @@ import _engine_tiny  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def tiny_plugin():
-    torch.set_num_threads(1)
     _engine_tiny.register()
     _engine_tiny.CALLS.clear()
     yield _engine_tiny

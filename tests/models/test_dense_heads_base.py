@@ -23,15 +23,6 @@ ONE_ANCHOR = {"type": "AnchorGenerator", "scales": [2], "ratios": [1.0], "stride
 META = {"img_shape": (64, 64, 3), "pad_shape": (64, 64, 3), "scale_factor": [1.0, 1.0, 1.0, 1.0]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the machine's cores are shared, and small models do not gain from more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def anchor_head(train_cfg=None, test_cfg=None, **kwargs) -> AnchorHead:
     """An AnchorHead (1x1 convs) over 4 input channels whose outputs are set by the biases only."""
     table = {"type": "AnchorHead", "num_classes": 2, "in_channels": 4, "anchor_generator": ONE_ANCHOR,

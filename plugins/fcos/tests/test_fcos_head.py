@@ -11,8 +11,6 @@ from det_plugin_fcos.fcos_head import INF, FCOSHead
 import detcore
 from detcore.structures.instances import Instances
 
-torch.set_num_threads(1)
-
 # Two levels over a 32x32 image: strides 8 (4x4 cells, points at 4, 12, 20, 28) and 16 (2x2 cells,
 # points at 8, 24). One ground-truth box (2, 2, 22, 14) of class 1.
 STRIDES = (8, 16)

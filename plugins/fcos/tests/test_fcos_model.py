@@ -9,19 +9,15 @@ import pytest
 import torch
 
 import detcore
-from detcore.config import Config, load_config, validate_config
+from detcore.config import Config
 from detcore.structures.instances import Instances
-from detcore.testing import two_image_batch
+from detcore.testing import load_validated_config, two_image_batch
 
-torch.set_num_threads(1)
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "fcos"
 
 
 def load(name: str) -> Config:
-    cfg = load_config(CONFIGS / f"{name}.toml")
-    without_runner = {k: v for k, v in cfg.data.items() if k != "runner"}
-    validate_config(Config(without_runner, cfg.provenance, cfg.filename))
-    return cfg
+    return load_validated_config(CONFIGS / f"{name}.toml")
 
 
 def tiny_model(name: str = "fcos_shapes", **head) -> torch.nn.Module:

@@ -19,11 +19,6 @@ CONFIGS = [
 ]
 
 
-def read_keys(name: str) -> tuple[int, list[tuple[str, tuple[int, ...]]]]:
-    """(parameter count, [(key, shape)]) of a reference checkpoint-keys file (skips when absent)."""
-    return tuple(reference_keys_or_skip(name))
-
-
 def build_meta(name: str) -> torch.nn.Module:
     cfg = load_config(ROOT / "configs" / "fcos" / f"{name}.toml")
     with torch.device("meta"):
@@ -32,7 +27,7 @@ def build_meta(name: str) -> torch.nn.Module:
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_state_dict_matches_reference(name):
-    count, expected = read_keys(name)
+    count, expected = reference_keys_or_skip(name)
     model = build_meta(name)
     got = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     assert got == expected
@@ -43,7 +38,7 @@ def test_reference_checkpoint_loads_through_init_detector(tmp_path):
     from detcore.api import init_detector
 
     name = CONFIGS[0]
-    _, entries = read_keys(name)
+    _, entries = reference_keys_or_skip(name)
     torch.manual_seed(0)
     state = {}
     for key, shape in entries:

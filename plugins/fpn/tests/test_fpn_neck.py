@@ -12,8 +12,6 @@ from det_plugin_fpn import FPN, PAFPN
 
 import detcore
 
-torch.set_num_threads(1)
-
 IN_CHANNELS = [8, 16, 32, 64]
 SIZES = [(32, 48), (16, 24), (8, 12), (4, 6)]  # strides 4, 8, 16, 32 of a 128x192 image
 OUT = 4

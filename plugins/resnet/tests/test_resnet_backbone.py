@@ -13,8 +13,6 @@ from torch import nn
 import detcore
 from detcore.ops.modules import DeformConv2dPack
 
-torch.set_num_threads(1)
-
 # torchvision's published parameter counts of its ImageNet models, minus the classifier
 # (fc: C * 1000 + 1000 with C = 512 for depth 18/34, 2048 otherwise)
 TORCHVISION_COUNTS = {

@@ -17,8 +17,6 @@ from det_plugin_resnet import ResNet
 
 from detcore.models import load_checkpoint
 
-torch.set_num_threads(1)
-
 
 def torchvision_resnet50_layout() -> list[tuple[str, tuple[int, ...]]]:
     """Parameter and running-stat names and shapes of torchvision's ``resnet50`` state dict, in order."""

@@ -9,9 +9,14 @@ import pytest
 import torch
 
 import detcore
-from detcore.config import Config, load_config, validate_config
+from detcore.config import Config
 from detcore.structures.instances import Instances
-from detcore.testing import reference_keys_or_skip, two_image_batch
+from detcore.testing import (
+    check_detections,
+    load_validated_config,
+    reference_keys_or_skip,
+    two_image_batch,
+)
 
 pytest.importorskip("det_plugin_retinanet", reason="det-plugin-retinanet is not installed")
 
@@ -20,26 +25,8 @@ CONFIGS = ROOT / "configs" / "retinanet"
 STANDARD = ["retinanet_r50_fpn_1x_coco", "retinanet_r101_fpn_1x_coco", "retinanet_x101_64x4d_fpn_1x_coco"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the machine's cores are shared, and small models do not gain from more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def read_keys(name: str) -> tuple[int, list[tuple[str, tuple[int, ...]]]]:
-    """(parameter count, [(key, shape)]) of a reference checkpoint-keys file (skips when absent)."""
-    return tuple(reference_keys_or_skip(name))
-
-
 def load(name: str) -> Config:
-    cfg = load_config(CONFIGS / f"{name}.toml")
-    # the runner table's type names a loop, not a component: validated as the Runner does, without it
-    without_runner = {k: v for k, v in cfg.data.items() if k != "runner"}
-    validate_config(Config(without_runner, cfg.provenance, cfg.filename))
-    return cfg
+    return load_validated_config(CONFIGS / f"{name}.toml")
 
 
 def tiny_model(num_classes: int = 3, **test_cfg) -> torch.nn.Module:
@@ -59,7 +46,7 @@ def tiny_model(num_classes: int = 3, **test_cfg) -> torch.nn.Module:
 
 @pytest.mark.parametrize("name", STANDARD)
 def test_state_dict_matches_reference_checkpoint(name):
-    count, entries = read_keys(name)
+    count, entries = reference_keys_or_skip(name)
     with torch.device("meta"):
         model = detcore.build("detector", load(name)["model"])
     state = model.state_dict()
@@ -71,7 +58,7 @@ def test_state_dict_matches_reference_checkpoint(name):
 def test_reference_format_checkpoint_loads_through_init_detector(tmp_path):
     from detcore.api import init_detector
 
-    _, entries = read_keys("retinanet_r50_fpn_1x_coco")
+    _, entries = reference_keys_or_skip("retinanet_r50_fpn_1x_coco")
     gen = torch.Generator().manual_seed(0)
     state = {
         k: (torch.tensor(7) if k.endswith("num_batches_tracked") else torch.rand(shape, generator=gen))
@@ -113,17 +100,8 @@ def test_eval_forward_gives_instances_in_original_coordinates():
     batch = two_image_batch()
     with torch.no_grad():
         results = model(batch["imgs"], batch["img_metas"])
-    assert len(results) == 2
-    for res, meta in zip(results, batch["img_metas"]):
-        assert isinstance(res, Instances)
-        assert 0 < len(res) <= 7
-        assert res.bboxes.shape == (len(res), 4) and res.labels.dtype == torch.long
-        h, w = meta["ori_shape"][:2]
-        # boxes were clipped to img_shape then divided by scale_factor: inside the original image
-        assert res.bboxes[:, 0::2].min() >= 0 and res.bboxes[:, 0::2].max() <= w + 1e-4
-        assert res.bboxes[:, 1::2].min() >= 0 and res.bboxes[:, 1::2].max() <= h + 1e-4
-        assert bool((res.scores[:-1] >= res.scores[1:]).all())
-        assert res.labels.min() >= 0 and res.labels.max() < 3
+    # boxes were clipped to img_shape then divided by scale_factor: inside the original image
+    check_detections(results, batch["img_metas"], max_per_img=7, num_classes=3, atol=1e-4)
     # image 0 was upscaled 2x: its raw detections (rescale=False) are twice the returned ones
     with torch.no_grad():
         raw = model.predict(batch["imgs"], batch["img_metas"], rescale=False)

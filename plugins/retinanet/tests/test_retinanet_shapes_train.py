@@ -15,15 +15,6 @@ pytest.importorskip("det_plugin_retinanet", reason="det-plugin-retinanet is not 
 CONFIG = Path(__file__).resolve().parents[3] / "configs" / "retinanet" / "retinanet_shapes.toml"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the machine's cores are shared, and small models do not gain from more."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_thirty_iterations_on_shapes_lower_the_loss(tmp_path):
     from detcore.data import build_dataloader, build_dataset
 

@@ -11,8 +11,6 @@ pytest.importorskip("det_plugin_ssd", reason="det-plugin-ssd is not installed")
 
 from det_plugin_ssd import SSDVGG, L2Norm, SSDNeck  # noqa: E402
 
-torch.set_num_threads(1)
-
 NECK300 = dict(in_channels=(512, 1024), out_channels=(512, 1024, 512, 256, 256, 256),
                level_strides=(2, 2, 1, 1), level_paddings=(1, 1, 0, 0))
 NECK512 = dict(in_channels=(512, 1024), out_channels=(512, 1024, 512, 256, 256, 256, 256),

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import detcore
-from detcore.config import Config, load_config, validate_config
-from detcore.testing import reference_keys_or_skip
+from detcore.config import Config
+from detcore.testing import load_validated_config, reference_keys_or_skip
 
 pytest.importorskip("det_plugin_ssd", reason="det-plugin-ssd is not installed")
 
@@ -19,22 +19,13 @@ CONFIGS = ROOT / "configs" / "ssd"
 STANDARD = ["ssd300_coco", "ssd512_coco"]
 
 
-def read_keys(name: str) -> tuple[int, list[tuple[str, tuple[int, ...]]]]:
-    """(parameter count, [(key, shape)]) of a reference checkpoint-keys file (skips when absent)."""
-    return tuple(reference_keys_or_skip(name))
-
-
 def load(name: str) -> Config:
-    cfg = load_config(CONFIGS / f"{name}.toml")
-    # [runner] names the loop, not a registry component
-    without_runner = {k: v for k, v in cfg.data.items() if k != "runner"}
-    validate_config(Config(without_runner, cfg.provenance, cfg.filename))
-    return cfg
+    return load_validated_config(CONFIGS / f"{name}.toml")
 
 
 @pytest.mark.parametrize("name", STANDARD)
 def test_state_dict_matches_reference_checkpoint(name: str) -> None:
-    count, entries = read_keys(name)
+    count, entries = reference_keys_or_skip(name)
     with torch.device("meta"):
         model = detcore.build("detector", load(name)["model"])
     state = model.state_dict()
@@ -69,7 +60,7 @@ def test_anchor_sizes_of_the_standard_configs(name: str, mins: list, maxs: list,
 def test_reference_format_checkpoint_loads_through_init_detector(tmp_path: Path) -> None:
     from detcore.api import init_detector
 
-    _, entries = read_keys("ssd300_coco")
+    _, entries = reference_keys_or_skip("ssd300_coco")
     gen = torch.Generator().manual_seed(0)
     state = {k: torch.rand(shape, generator=gen) for k, shape in entries}
     ckpt = tmp_path / "ssd300_coco_ref.pth"

@@ -1,0 +1,43 @@
+"""Helpers for plugin test suites (detcore's own and third parties').
+
+Functions to import (``from detcore.testing import ...``):
+
+- reference checkpoint layouts (:mod:`detcore.testing.reference`): :func:`read_reference_keys`,
+  :func:`reference_keys_or_skip`, :func:`state_dict_layout`;
+- inputs and checks for heads and detectors (:mod:`detcore.testing.batches`): :func:`two_image_batch`,
+  :func:`check_detections`, and :func:`load_validated_config`;
+- fake plugins on a private manager (:mod:`detcore.testing.fake_plugins`): :func:`make_plugin_module`,
+  :class:`FakePlugins`;
+- :func:`torch_threads`, a context manager for torch's intra-op thread count.
+
+Fixtures, with no import (:mod:`detcore.testing.pytest_plugin`, registered as the pytest plugin
+``detcore`` through the ``pytest11`` entry point): ``one_thread``, ``plugin_env`` and the ini option
+``detcore_num_threads``.
+"""
+
+from detcore.testing.batches import check_detections, load_validated_config, two_image_batch
+from detcore.testing.fake_plugins import FakePlugins, make_plugin_module
+from detcore.testing.reference import (
+    KEYS_ENV,
+    ReferenceKeys,
+    read_reference_keys,
+    reference_keys_dir,
+    reference_keys_or_skip,
+    state_dict_layout,
+)
+from detcore.testing.threads import torch_threads
+
+__all__ = [
+    "KEYS_ENV",
+    "FakePlugins",
+    "ReferenceKeys",
+    "check_detections",
+    "load_validated_config",
+    "make_plugin_module",
+    "read_reference_keys",
+    "reference_keys_dir",
+    "reference_keys_or_skip",
+    "state_dict_layout",
+    "torch_threads",
+    "two_image_batch",
+]
