@@ -104,10 +104,7 @@ class Runner:
         self.deterministic = bool(cfg.get("deterministic", False))
         set_random_seed(self.seed, self.deterministic)
 
-        # the [runner] table names a loop, no component that validate_config would know
-        validate_config(
-            Config({k: v for k, v in cfg.data.items() if k != "runner"}, cfg.provenance, cfg.filename)
-        )
+        validate_config(cfg)  # the [runner] table, whose type may be an alias, is checked by _build_loop
         if self.rank == 0 and cfg.data:
             cfg.dump(self.work_dir / "config.toml")
 
