@@ -33,16 +33,21 @@ def test_run_state_round_trip_restores_every_part():
     model(torch.randn(5, 3)).sum().backward()
     optimizer.step()  # a momentum buffer to restore
     position = {"epoch": 1, "iter": 7, "inner_iter": 3, "epoch_rng": {"x": 1}}
-    saved = RunState(model, optimizer, loop=RecordingLoop(position)).to_checkpoint({"seed": 5})
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0)  # what float16 AMP runs keep
+    saved = RunState(model, optimizer, grad_scaler=scaler, loop=RecordingLoop(position)).to_checkpoint(
+        {"seed": 5}
+    )
     assert saved["meta"] == {**position, "seed": 5}
     assert len(saved["rng"]) == 1 and torch.equal(saved["rng"][0]["torch"], get_rng_state()["torch"])
-    assert "grad_scaler" not in saved
+    assert saved["grad_scaler"]["scale"] == 8.0
+    assert "grad_scaler" not in RunState(model).to_checkpoint({})
 
     other = _model(1)
     other_opt = torch.optim.SGD(other.parameters(), lr=0.1, momentum=0.9)
     loop = RecordingLoop()
-    warnings = RunState(other, other_opt, loop=loop).restore(saved)
-    assert warnings == []
+    other_scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    warnings = RunState(other, other_opt, grad_scaler=other_scaler, loop=loop).restore(saved)
+    assert warnings == [] and other_scaler.get_scale() == 8.0
     for key, value in model.state_dict().items():
         assert torch.equal(other.state_dict()[key], value), key
     buffers = [other_opt.state[p]["momentum_buffer"] for p in other.parameters()]
