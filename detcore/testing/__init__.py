@@ -3,7 +3,7 @@
 Functions to import (``from detcore.testing import ...``):
 
 - reference checkpoint layouts (:mod:`detcore.testing.reference`): :func:`read_reference_keys`,
-  :func:`reference_keys_or_skip`, :func:`state_dict_layout`;
+  :func:`reference_keys_or_skip`, :func:`state_dict_layout`, :func:`write_reference_checkpoint`;
 - inputs and checks for heads and detectors (:mod:`detcore.testing.batches`): :func:`two_image_batch`,
   :func:`check_detections`, and :func:`load_validated_config`;
 - fake plugins on a private manager (:mod:`detcore.testing.fake_plugins`): :func:`make_plugin_module`,
@@ -24,6 +24,7 @@ from detcore.testing.reference import (
     reference_keys_dir,
     reference_keys_or_skip,
     state_dict_layout,
+    write_reference_checkpoint,
 )
 from detcore.testing.threads import torch_threads
 
@@ -40,4 +41,5 @@ __all__ = [
     "state_dict_layout",
     "torch_threads",
     "two_image_batch",
+    "write_reference_checkpoint",
 ]

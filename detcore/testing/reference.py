@@ -71,3 +71,22 @@ def reference_keys_or_skip(name: str) -> ReferenceKeys:
 def state_dict_layout(module: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     """``(key, shape)`` of every state-dict entry, in order (works on the meta device)."""
     return [(k, tuple(v.shape)) for k, v in module.state_dict().items()]
+
+
+def write_reference_checkpoint(
+    name: str, path: str | Path, num_classes: int = 80, meta: dict | None = None
+) -> dict[str, torch.Tensor]:
+    """Write a checkpoint in the reference's file format, ``{"meta": {"CLASSES": ...}, "state_dict":
+    ...}``, with the layout of config ``name`` (:func:`reference_keys_or_skip`: skips when absent) and
+    seeded random values in ``[0.5, 1.5)`` (positive, so ``running_var`` entries are valid;
+    ``num_batches_tracked`` entries are 7). ``meta`` adds entries to the meta dict. Returns the state."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in reference_keys_or_skip(name).entries:
+        counter = key.endswith("num_batches_tracked")
+        state[key] = torch.tensor(7) if counter else torch.rand(shape, generator=gen) + 0.5
+    classes = [f"c{i}" for i in range(num_classes)]
+    torch.save({"meta": {"CLASSES": classes, **(meta or {})}, "state_dict": state}, path)
+    return state

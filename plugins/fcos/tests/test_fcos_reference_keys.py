@@ -10,7 +10,7 @@ import torch
 
 import detcore
 from detcore.config import load_config
-from detcore.testing import reference_keys_or_skip
+from detcore.testing import reference_keys_or_skip, write_reference_checkpoint
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = [
@@ -38,16 +38,8 @@ def test_reference_checkpoint_loads_through_init_detector(tmp_path):
     from detcore.api import init_detector
 
     name = CONFIGS[0]
-    _, entries = reference_keys_or_skip(name)
-    torch.manual_seed(0)
-    state = {}
-    for key, shape in entries:
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(7)
-        else:
-            state[key] = torch.rand(shape) + 0.5  # positive, so running_var is valid
     ckpt = tmp_path / "fcos_reference.pth"
-    torch.save({"meta": {"CLASSES": [f"c{i}" for i in range(80)]}, "state_dict": state}, ckpt)
+    state = write_reference_checkpoint(name, ckpt)
     model = init_detector(str(ROOT / "configs" / "fcos" / f"{name}.toml"), str(ckpt), device="cpu")
     report = model.load_report
     assert report.missing == [] and report.unexpected == [] and report.shape_mismatch == []

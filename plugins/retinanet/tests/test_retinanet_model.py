@@ -16,6 +16,7 @@ from detcore.testing import (
     load_validated_config,
     reference_keys_or_skip,
     two_image_batch,
+    write_reference_checkpoint,
 )
 
 pytest.importorskip("det_plugin_retinanet", reason="det-plugin-retinanet is not installed")
@@ -58,14 +59,8 @@ def test_state_dict_matches_reference_checkpoint(name):
 def test_reference_format_checkpoint_loads_through_init_detector(tmp_path):
     from detcore.api import init_detector
 
-    _, entries = reference_keys_or_skip("retinanet_r50_fpn_1x_coco")
-    gen = torch.Generator().manual_seed(0)
-    state = {
-        k: (torch.tensor(7) if k.endswith("num_batches_tracked") else torch.rand(shape, generator=gen))
-        for k, shape in entries
-    }
     ckpt = tmp_path / "retinanet_r50_fpn_1x_coco_ref.pth"
-    torch.save({"meta": {"CLASSES": [f"c{i}" for i in range(80)]}, "state_dict": state}, ckpt)
+    state = write_reference_checkpoint("retinanet_r50_fpn_1x_coco", ckpt)
     model = init_detector(CONFIGS / "retinanet_r50_fpn_1x_coco.toml", ckpt)
     assert model.load_report.clean, model.load_report.format()
     assert not model.training

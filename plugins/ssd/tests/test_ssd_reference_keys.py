@@ -10,7 +10,7 @@ import torch
 
 import detcore
 from detcore.config import Config
-from detcore.testing import load_validated_config, reference_keys_or_skip
+from detcore.testing import load_validated_config, reference_keys_or_skip, write_reference_checkpoint
 
 pytest.importorskip("det_plugin_ssd", reason="det-plugin-ssd is not installed")
 
@@ -60,11 +60,8 @@ def test_anchor_sizes_of_the_standard_configs(name: str, mins: list, maxs: list,
 def test_reference_format_checkpoint_loads_through_init_detector(tmp_path: Path) -> None:
     from detcore.api import init_detector
 
-    _, entries = reference_keys_or_skip("ssd300_coco")
-    gen = torch.Generator().manual_seed(0)
-    state = {k: torch.rand(shape, generator=gen) for k, shape in entries}
     ckpt = tmp_path / "ssd300_coco_ref.pth"
-    torch.save({"meta": {"CLASSES": [f"c{i}" for i in range(80)]}, "state_dict": state}, ckpt)
+    state = write_reference_checkpoint("ssd300_coco", ckpt)
     model = init_detector(CONFIGS / "ssd300_coco.toml", ckpt)
     assert model.load_report.clean, model.load_report.format()
     assert not model.training
