@@ -1,5 +1,6 @@
-"""The engine's built-in run hooks."""
+"""The engine's built-in run hooks, and the builder that makes a run's hooks from its config."""
 
+from detcore.engine.hooks.builder import HOOK_TABLES, HookTable, build_run_hooks
 from detcore.engine.hooks.checkpoint import CheckpointHook
 from detcore.engine.hooks.ema import EMAHook
 from detcore.engine.hooks.evaluation import EvalHook
@@ -20,6 +21,9 @@ BUILTIN_HOOKS = {
 
 __all__ = [
     "BUILTIN_HOOKS",
+    "HOOK_TABLES",
+    "HookTable",
+    "build_run_hooks",
     "CheckpointHook",
     "EMAHook",
     "EvalHook",
