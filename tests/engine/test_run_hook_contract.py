@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import pytest
 
@@ -124,3 +125,25 @@ def test_runner_register_hook_accepts_plain_objects_and_refuses_non_hooks(make_r
     with pytest.raises(TypeError, match="implements no run event"):
         runner.register_hook(NoEvents())
     assert runner.hooks[1:] == before
+
+
+def test_config_hook_breaking_the_contract_is_a_config_error(make_runner):
+    from detcore import registry
+    from detcore.errors import ConfigError
+    from detcore.plugins import get_plugin_manager
+    from detcore.testing import make_plugin_module
+
+    hooks = {"Misspelt": Misspelt}
+    module = make_plugin_module("_detcore_test_bad_run_hooks", detcore_register_run_hooks=hooks)
+    manager = get_plugin_manager()
+    manager.load_plugin("badhooks", module.__name__, "det-plugin-badhooks", "0.1")
+    registry.reset_registry()
+    try:
+        with pytest.raises(ConfigError, match=r"custom_hooks\.0: 'Misspelt': run hook Misspelt .*"
+                                              r"'after_train_iteration' .* did you mean 'after_train_iter'"):
+            make_runner(custom_hooks=[{"type": "Misspelt"}])
+    finally:
+        manager.unregister(name="badhooks")
+        del manager.infos["badhooks"]
+        sys.modules.pop(module.__name__)
+        registry.reset_registry()
