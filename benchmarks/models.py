@@ -19,8 +19,10 @@ a fresh subprocess with ``torch.set_num_threads(--threads)`` (default 2):
 - FLOPs: one more inference forward under ``torch.utils.flop_counter.FlopCounterMode`` (it counts the
   matmuls and convolutions, 2 FLOPs per multiply-add; RoIAlign, NMS, deformable convs and element-wise
   work are not counted), and the fraction of the machine's fp32 GEMM peak the timed inference reaches
-  (counted FLOPs / median inference time / peak); the peak is measured in the same run, in its own
-  process with the same thread count, as the best of a few 4096x4096 @ 4096x4096 fp32 matmuls.
+  (counted FLOPs / median inference time / peak). The peak is the best of a few 4096x4096 @ 4096x4096
+  fp32 matmuls with the same thread count, measured in the inference process right before its timed
+  runs (so a shared machine's changing load affects both alike); the header also gives the peak of a
+  separate process at the start of the run.
 
 ``--warmup`` untimed runs, then ``--repeats`` timed ones; the median and minimum wall time are printed,
 in seconds, with the median process CPU time (``time.process_time``; up to ``threads`` x the wall time
@@ -152,6 +154,7 @@ def _measure(
     rss_model = _rss_mib()
     times, cpu_times = [], []
     if phase == "inference":
+        gemm = _gemm_rate(max(3, repeats))
         model.eval()
         batch = _batch(1, with_gt=False)
         num_dets = 0
@@ -167,7 +170,7 @@ def _measure(
 
             with FlopCounterMode(display=False) as counter:
                 model(batch["imgs"], batch["img_metas"])
-        extra = {"detections": num_dets, "flops": counter.get_total_flops()}
+        extra = {"detections": num_dets, "flops": counter.get_total_flops(), "gemm_peak_flops": gemm}
     else:
         model.train()
         batch = _batch(2, with_gt=True)
@@ -200,11 +203,10 @@ def _measure(
     )
 
 
-def _measure_gemm(threads: int, repeats: int, queue: Any) -> None:
+def _gemm_rate(repeats: int) -> float:
     """The best fp32 GEMM rate (FLOP/s) of ``repeats`` (N, N) @ (N, N) matmuls after one warm-up."""
     import torch
 
-    torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(GEMM_N, GEMM_N, generator=gen)
     b = torch.randn(GEMM_N, GEMM_N, generator=gen)
@@ -215,7 +217,14 @@ def _measure_gemm(threads: int, repeats: int, queue: Any) -> None:
         torch.mm(a, b, out=out)
         if i > 0:
             best = min(best, time.perf_counter() - start)
-    queue.put(2.0 * GEMM_N**3 / best)
+    return 2.0 * GEMM_N**3 / best
+
+
+def _measure_gemm(threads: int, repeats: int, queue: Any) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    queue.put(_gemm_rate(repeats))
 
 
 def gemm_peak(threads: int, repeats: int) -> float:
@@ -282,20 +291,21 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "| family | inference 1x1333x800 | train step 2x1333x800 "
         "| peak RSS inference (MiB) | peak RSS train (MiB) | RSS after build (MiB) "
-        "| forward GFLOPs | % of GEMM peak |"
+        "| forward GFLOPs | GEMM peak GFLOP/s | % of GEMM peak |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     results = []
     for family in families:
         r = run_family(family, checkpoints.get(family), args.threads, args.warmup, args.repeats)
         results.append(r)
         inf, tr = r["inference"], r["train_step"]
-        r["gemm_fraction"] = inf["flops"] / inf["median_s"] / peak
+        r["gemm_fraction"] = inf["flops"] / inf["median_s"] / inf["gemm_peak_flops"]
         print(
             f"| {family} | {inf['median_s']:.2f} / {inf['min_s']:.2f} ({inf['cpu_median_s']:.2f}) "
             f"| {tr['median_s']:.2f} / {tr['min_s']:.2f} ({tr['cpu_median_s']:.2f}) "
             f"| {inf['peak_rss_mib']:.0f} | {tr['peak_rss_mib']:.0f} | {inf['rss_after_build_mib']:.0f} "
-            f"| {inf['flops'] / 1e9:.1f} | {100 * r['gemm_fraction']:.0f}% |"
+            f"| {inf['flops'] / 1e9:.1f} | {inf['gemm_peak_flops'] / 1e9:.1f} "
+            f"| {100 * r['gemm_fraction']:.0f}% |"
         )
     if args.json:
         summary = {"threads": args.threads, "torch": torch.__version__, "gemm_peak_flops": peak}

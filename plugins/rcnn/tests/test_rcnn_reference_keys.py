@@ -20,8 +20,7 @@ import pytest
 import torch
 
 import detcore
-from detcore.config import Config, load_config, validate_config
-from detcore.testing import reference_keys_or_skip
+from detcore.testing import load_validated_config, reference_keys_or_skip
 
 pytest.importorskip("det_plugin_rcnn", reason="det-plugin-rcnn is not installed")
 
@@ -45,24 +44,12 @@ STANDARD = {
 _BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def config_path(name: str) -> Path:
     return ROOT / "configs" / STANDARD.get(name, "faster_rcnn") / f"{name}.toml"
 
 
 def model_table(name: str) -> dict:
-    cfg = load_config(config_path(name))
-    validate_config(
-        Config({k: v for k, v in cfg.data.items() if k != "runner"}, cfg.provenance, cfg.filename)
-    )
-    return cfg.to_dict()["model"]
+    return load_validated_config(config_path(name)).to_dict()["model"]
 
 
 def layout(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:

@@ -15,14 +15,6 @@ ResLayer = shared_heads.ResLayer
 CAFFE_BN = {"type": "BN", "requires_grad": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def c4_head(**kwargs) -> ResLayer:
     cfg = dict(depth=50, stage=3, stride=2, dilation=1, style="caffe", norm_cfg=CAFFE_BN, norm_eval=True)
     cfg.update(kwargs)

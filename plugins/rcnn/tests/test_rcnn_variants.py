@@ -12,11 +12,12 @@ import torch
 import torch.nn.functional as F
 
 import detcore
-from detcore.config import Config, load_config, validate_config
+from detcore.config import Config
 from detcore.models.layers import ConvWS2d
 from detcore.models.task_utils import OHEMSampler
 from detcore.models.utils import bbox2roi
 from detcore.structures import Instances
+from detcore.testing import load_validated_config
 
 pytest.importorskip("det_plugin_rcnn", reason="det-plugin-rcnn is not installed")
 
@@ -25,20 +26,8 @@ CONFIGS = ROOT / "configs"
 CAFFE_MEAN = [103.53, 116.28, 123.675]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def load(rel: str) -> Config:
-    cfg = load_config(CONFIGS / rel)
-    validate_config(
-        Config({k: v for k, v in cfg.data.items() if k != "runner"}, cfg.provenance, cfg.filename)
-    )
-    return cfg
+    return load_validated_config(CONFIGS / rel)
 
 
 def meta_model(cfg: Config) -> torch.nn.Module:
