@@ -11,10 +11,10 @@ Training follows the reference 2.x exactly:
    (``+ num_total_neg`` with a real sampler), each image counting at least one positive (and one
    negative).
 
-Steps 1-3 and the ``avg_factor`` are :meth:`AnchorHead.loss_targets`, which every anchor head's
-``loss_by_feat`` starts with. Subclasses replace ``_init_layers`` and ``forward_single`` (RetinaHead)
-or ``loss_by_feat`` / ``loss_by_feat_single`` (SSDHead: per-level anchor counts, no loss modules,
-hard negative mining).
+Steps 1-3 and the ``avg_factor`` are :meth:`AnchorHead.loss_targets`, which ``loss_by_feat`` runs
+before :meth:`AnchorHead.loss_from_targets` (step 4). Subclasses replace ``_init_layers`` and
+``forward_single`` (RetinaHead) or ``loss_from_targets`` / ``loss_by_feat_single`` (SSDHead: per-level
+anchor counts, no loss modules, hard negative mining over the levels of an image).
 """
 
 from __future__ import annotations
@@ -384,13 +384,21 @@ class AnchorHead(BaseDenseHead):
         gt_ignored_instances: Sequence[Instances] | None = None,
     ) -> dict[str, list[torch.Tensor]]:
         """``{"loss_cls": [per level], "loss_bbox": [per level]}`` for the head's outputs (a loss the
-        head was built without is left out)."""
+        head was built without is left out): :meth:`loss_targets`, then :meth:`loss_from_targets`."""
+        targets = self.loss_targets(cls_scores, gt_instances, img_metas, gt_ignored_instances)
+        return self.loss_from_targets(cls_scores, bbox_preds, targets)
+
+    def loss_from_targets(
+        self, cls_scores: list[torch.Tensor], bbox_preds: list[torch.Tensor], targets: AnchorTargets
+    ) -> dict[str, list[torch.Tensor]]:
+        """The losses of per-level outputs against :meth:`loss_targets`' result: by default
+        :meth:`loss_by_feat_single` on each level; heads with another loss layout override this."""
         if self.loss_cls is None and self.loss_bbox is None:
             raise ValueError(
                 f"{type(self).__name__}: no loss_cls and no loss_bbox; a head without loss modules "
-                "implements loss_by_feat itself"
+                "implements loss_from_targets itself"
             )
-        t = self.loss_targets(cls_scores, gt_instances, img_metas, gt_ignored_instances)
+        t = targets
         num_level_anchors = [anchors.size(0) for anchors in t.anchor_list[0]]
         all_anchor_list = images_to_levels([torch.cat(a) for a in t.anchor_list], num_level_anchors)
         losses_cls, losses_bbox = multi_apply(

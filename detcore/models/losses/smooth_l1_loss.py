@@ -9,32 +9,36 @@ from detcore.models.losses.base_loss import BaseLoss
 from detcore.models.losses.utils import weighted_loss
 
 
-def _check_same_size(pred: torch.Tensor, target: torch.Tensor, where: str) -> None:
+def _abs_diff(
+    pred: torch.Tensor, target: torch.Tensor, where: str, beta: float | None = None
+) -> torch.Tensor | None:
+    """``|pred - target|`` after the checks the regression losses share (``beta > 0`` when given, equal
+    shapes); ``None`` for an empty target (whose loss is ``pred.sum() * 0``, keeping the graph)."""
+    if beta is not None and beta <= 0:
+        raise ValueError(f"{where}: beta must be > 0, got {beta}")
+    if target.numel() == 0:
+        return None
     if pred.size() != target.size():
         raise ValueError(
             f"{where}: pred {tuple(pred.size())} and target {tuple(target.size())} differ in shape"
         )
+    return torch.abs(pred - target)
 
 
 @weighted_loss
 def smooth_l1_loss(pred: torch.Tensor, target: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
     """Element-wise ``0.5 d^2 / beta`` if ``d < beta`` else ``d - 0.5 beta`` with ``d = |pred - target|``."""
-    if beta <= 0:
-        raise ValueError(f"smooth_l1_loss: beta must be > 0, got {beta}")
-    if target.numel() == 0:
+    diff = _abs_diff(pred, target, "smooth_l1_loss", beta)
+    if diff is None:
         return pred.sum() * 0
-    _check_same_size(pred, target, "smooth_l1_loss")
-    diff = torch.abs(pred - target)
     return torch.where(diff < beta, 0.5 * diff * diff / beta, diff - 0.5 * beta)
 
 
 @weighted_loss
 def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Element-wise ``|pred - target|``."""
-    if target.numel() == 0:
-        return pred.sum() * 0
-    _check_same_size(pred, target, "l1_loss")
-    return torch.abs(pred - target)
+    diff = _abs_diff(pred, target, "l1_loss")
+    return pred.sum() * 0 if diff is None else diff
 
 
 @weighted_loss
@@ -44,12 +48,9 @@ def balanced_l1_loss(
     """Balanced L1 (Libra R-CNN): with ``b = e^(gamma / alpha) - 1``, ``d = |pred - target|``:
     ``alpha / b (b d + 1) ln(b d / beta + 1) - alpha d`` if ``d < beta``, else
     ``gamma d + gamma / b - alpha beta``."""
-    if beta <= 0:
-        raise ValueError(f"balanced_l1_loss: beta must be > 0, got {beta}")
-    if target.numel() == 0:
+    diff = _abs_diff(pred, target, "balanced_l1_loss", beta)
+    if diff is None:
         return pred.sum() * 0
-    _check_same_size(pred, target, "balanced_l1_loss")
-    diff = torch.abs(pred - target)
     b = np.e ** (gamma / alpha) - 1
     return torch.where(
         diff < beta,

@@ -27,9 +27,9 @@ from torch import nn
 
 from detcore.models import ConvModule
 from detcore.models.dense_heads import AnchorHead
+from detcore.models.dense_heads.anchor_head import AnchorTargets
 from detcore.models.losses import smooth_l1_loss
 from detcore.models.utils import multi_apply
-from detcore.structures.instances import Instances
 
 _DEFAULT_ANCHORS: dict[str, Any] = {
     "type": "SSDAnchorGenerator",
@@ -173,17 +173,13 @@ class SSDHead(AnchorHead):
         )
         return loss_cls[None], loss_bbox
 
-    def loss_by_feat(  # type: ignore[override]
-        self,
-        cls_scores: list[torch.Tensor],
-        bbox_preds: list[torch.Tensor],
-        gt_instances: Sequence[Instances],
-        img_metas: Sequence[dict],
-        gt_ignored_instances: Sequence[Instances] | None = None,
+    def loss_from_targets(
+        self, cls_scores: list[torch.Tensor], bbox_preds: list[torch.Tensor], targets: AnchorTargets
     ) -> dict[str, list[torch.Tensor]]:
-        """``{"loss_cls": [per image (1,)], "loss_bbox": [per image ()]}`` for the head's outputs."""
-        t = self.loss_targets(cls_scores, gt_instances, img_metas, gt_ignored_instances)
-        num_images = len(img_metas)
+        """``{"loss_cls": [per image (1,)], "loss_bbox": [per image ()]}``: the levels of each image
+        concatenated, then :meth:`loss_by_feat_single` per image."""
+        t = targets
+        num_images = cls_scores[0].size(0)
         all_cls_scores = torch.cat(
             [s.permute(0, 2, 3, 1).reshape(num_images, -1, self.cls_out_channels) for s in cls_scores], 1
         )
