@@ -3,7 +3,8 @@
 Functions to import (``from detcore.testing import ...``):
 
 - reference checkpoint layouts (:mod:`detcore.testing.reference`): :func:`read_reference_keys`,
-  :func:`reference_keys_or_skip`, :func:`state_dict_layout`, :func:`write_reference_checkpoint`;
+  :func:`reference_keys_or_skip`, :func:`state_dict_layout`, :func:`write_reference_checkpoint`,
+  :func:`check_reference_checkpoint_loads`;
 - inputs and checks for heads and detectors (:mod:`detcore.testing.batches`): :func:`two_image_batch`,
   :func:`check_detections`, and :func:`load_validated_config`;
 - fake plugins on a private manager (:mod:`detcore.testing.fake_plugins`): :func:`make_plugin_module`,
@@ -20,6 +21,7 @@ from detcore.testing.fake_plugins import FakePlugins, make_plugin_module
 from detcore.testing.reference import (
     KEYS_ENV,
     ReferenceKeys,
+    check_reference_checkpoint_loads,
     read_reference_keys,
     reference_keys_dir,
     reference_keys_or_skip,
@@ -33,6 +35,7 @@ __all__ = [
     "FakePlugins",
     "ReferenceKeys",
     "check_detections",
+    "check_reference_checkpoint_loads",
     "load_validated_config",
     "make_plugin_module",
     "read_reference_keys",

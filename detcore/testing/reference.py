@@ -90,3 +90,24 @@ def write_reference_checkpoint(
     classes = [f"c{i}" for i in range(num_classes)]
     torch.save({"meta": {"CLASSES": classes, **(meta or {})}, "state_dict": state}, path)
     return state
+
+
+def check_reference_checkpoint_loads(config: str | Path, name: str, folder: str | Path) -> torch.nn.Module:
+    """Assert that a reference-format checkpoint of ``name`` (:func:`write_reference_checkpoint`, into
+    ``folder``) loads through ``detcore.api.init_detector(config, checkpoint)``: a clean load report
+    (nothing missing, unexpected or of another shape), the model in eval mode, and every state-dict
+    entry equal to the written one. Returns the model."""
+    import torch
+
+    from detcore.api import init_detector
+
+    path = Path(folder) / f"{name}_reference.pth"
+    state = write_reference_checkpoint(name, path)
+    model = init_detector(str(config), str(path), device="cpu")
+    assert model.load_report.clean, model.load_report.format()
+    assert not model.training, "init_detector must return the model in eval mode"
+    loaded = model.state_dict()
+    assert list(loaded) == list(state), "the loaded state dict's keys differ from the reference's"
+    differ = [key for key, value in state.items() if not torch.equal(loaded[key], value)]
+    assert not differ, f"{len(differ)} entries differ from the checkpoint, first: {differ[:3]}"
+    return model

@@ -10,7 +10,7 @@ import torch
 
 import detcore
 from detcore.config import load_config
-from detcore.testing import reference_keys_or_skip, write_reference_checkpoint
+from detcore.testing import check_reference_checkpoint_loads, reference_keys_or_skip
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIGS = [
@@ -35,17 +35,5 @@ def test_state_dict_matches_reference(name):
 
 
 def test_reference_checkpoint_loads_through_init_detector(tmp_path):
-    from detcore.api import init_detector
-
     name = CONFIGS[0]
-    ckpt = tmp_path / "fcos_reference.pth"
-    state = write_reference_checkpoint(name, ckpt)
-    model = init_detector(str(ROOT / "configs" / "fcos" / f"{name}.toml"), str(ckpt), device="cpu")
-    report = model.load_report
-    assert report.missing == [] and report.unexpected == [] and report.shape_mismatch == []
-    loaded = model.state_dict()
-    assert set(loaded) == set(state)
-    for key in ("bbox_head.scales.3.scale", "bbox_head.conv_centerness.weight", "neck.fpn_convs.4.conv.bias",
-                "backbone.layer4.2.bn3.running_var"):
-        assert torch.equal(loaded[key], state[key])
-    assert not model.training
+    check_reference_checkpoint_loads(ROOT / "configs" / "fcos" / f"{name}.toml", name, tmp_path)

@@ -13,10 +13,10 @@ from detcore.config import Config
 from detcore.structures.instances import Instances
 from detcore.testing import (
     check_detections,
+    check_reference_checkpoint_loads,
     load_validated_config,
     reference_keys_or_skip,
     two_image_batch,
-    write_reference_checkpoint,
 )
 
 pytest.importorskip("det_plugin_retinanet", reason="det-plugin-retinanet is not installed")
@@ -57,17 +57,8 @@ def test_state_dict_matches_reference_checkpoint(name):
 
 
 def test_reference_format_checkpoint_loads_through_init_detector(tmp_path):
-    from detcore.api import init_detector
-
-    ckpt = tmp_path / "retinanet_r50_fpn_1x_coco_ref.pth"
-    state = write_reference_checkpoint("retinanet_r50_fpn_1x_coco", ckpt)
-    model = init_detector(CONFIGS / "retinanet_r50_fpn_1x_coco.toml", ckpt)
-    assert model.load_report.clean, model.load_report.format()
-    assert not model.training
-    loaded = model.state_dict()
-    keys = ("bbox_head.retina_cls.bias", "neck.fpn_convs.3.conv.weight", "backbone.layer4.2.bn3.running_var")
-    for key in keys:
-        assert torch.equal(loaded[key], state[key])
+    name = "retinanet_r50_fpn_1x_coco"
+    check_reference_checkpoint_loads(CONFIGS / f"{name}.toml", name, tmp_path)
 
 
 # -- forward contract ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch
 
 import detcore
 from detcore.config import Config
-from detcore.testing import load_validated_config, reference_keys_or_skip, write_reference_checkpoint
+from detcore.testing import check_reference_checkpoint_loads, load_validated_config, reference_keys_or_skip
 
 pytest.importorskip("det_plugin_ssd", reason="det-plugin-ssd is not installed")
 
@@ -58,14 +58,4 @@ def test_anchor_sizes_of_the_standard_configs(name: str, mins: list, maxs: list,
 
 
 def test_reference_format_checkpoint_loads_through_init_detector(tmp_path: Path) -> None:
-    from detcore.api import init_detector
-
-    ckpt = tmp_path / "ssd300_coco_ref.pth"
-    state = write_reference_checkpoint("ssd300_coco", ckpt)
-    model = init_detector(CONFIGS / "ssd300_coco.toml", ckpt)
-    assert model.load_report.clean, model.load_report.format()
-    assert not model.training
-    loaded = model.state_dict()
-    for key in ("backbone.features.33.weight", "neck.l2_norm.weight", "neck.extra_layers.3.1.conv.bias",
-                "bbox_head.cls_convs.5.0.weight", "bbox_head.reg_convs.1.0.bias"):
-        assert torch.equal(loaded[key], state[key]), key
+    check_reference_checkpoint_loads(CONFIGS / "ssd300_coco.toml", "ssd300_coco", tmp_path)
