@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -37,36 +38,42 @@ def _binary_focal(
     return weight_reduce_loss(bce * focal_weight, _shape_weight(weight, bce), reduction, avg_factor)
 
 
-def py_sigmoid_focal_loss(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    weight: torch.Tensor | None = None,
-    gamma: float = 2.0,
-    alpha: float = 0.25,
-    reduction: str = "mean",
-    avg_factor: float | None = None,
-) -> torch.Tensor:
+def _focal_form(
+    parts: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> Callable[..., torch.Tensor]:
+    """Turn ``parts(pred, target) -> (prob, bce, binary target)`` into the focal loss
+    ``f(pred, target, weight=None, gamma=2.0, alpha=0.25, reduction="mean", avg_factor=None)``."""
+
+    @functools.wraps(parts)
+    def loss(
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        gamma: float = 2.0,
+        alpha: float = 0.25,
+        reduction: str = "mean",
+        avg_factor: float | None = None,
+    ) -> torch.Tensor:
+        prob, bce, target = parts(pred, target)
+        return _binary_focal(prob, bce, target, weight, gamma, alpha, reduction, avg_factor)
+
+    return loss
+
+
+@_focal_form
+def py_sigmoid_focal_loss(pred: torch.Tensor, target: torch.Tensor):
     """Focal loss of logits ``(N, C)`` against binary targets ``(N, C)`` (pure PyTorch)."""
     target = target.type_as(pred)
-    bce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
-    return _binary_focal(pred.sigmoid(), bce, target, weight, gamma, alpha, reduction, avg_factor)
+    return pred.sigmoid(), F.binary_cross_entropy_with_logits(pred, target, reduction="none"), target
 
 
-def py_focal_loss_with_prob(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    weight: torch.Tensor | None = None,
-    gamma: float = 2.0,
-    alpha: float = 0.25,
-    reduction: str = "mean",
-    avg_factor: float | None = None,
-) -> torch.Tensor:
+@_focal_form
+def py_focal_loss_with_prob(pred: torch.Tensor, target: torch.Tensor):
     """Focal loss of probabilities ``(N, C)`` (already sigmoid-activated); labels ``(N,)`` or ``(N, C)``."""
     if pred.dim() != target.dim():
         target = F.one_hot(target, num_classes=pred.size(1) + 1)[:, : pred.size(1)]
     target = target.type_as(pred)
-    bce = F.binary_cross_entropy(pred, target, reduction="none")
-    return _binary_focal(pred, bce, target, weight, gamma, alpha, reduction, avg_factor)
+    return pred, F.binary_cross_entropy(pred, target, reduction="none"), target
 
 
 def sigmoid_focal_loss(

@@ -135,9 +135,9 @@ class FCOSHead(AnchorFreeHead):
         cls_scores: list[torch.Tensor],
         bbox_preds: list[torch.Tensor],
         centernesses: list[torch.Tensor],
-        batch_gt_instances: list[Instances],
-        batch_img_metas: list[dict],
-        batch_gt_instances_ignore: list[Instances] | None = None,
+        gt_instances: list[Instances],
+        img_metas: list[dict],
+        gt_ignored_instances: list[Instances] | None = None,
     ) -> dict[str, torch.Tensor]:
         """``loss_cls``, ``loss_bbox`` and ``loss_centerness`` of a batch (ignored boxes are not used)."""
         if not len(cls_scores) == len(bbox_preds) == len(centernesses):
@@ -148,8 +148,8 @@ class FCOSHead(AnchorFreeHead):
         featmap_sizes = [score.shape[-2:] for score in cls_scores]
         dtype, device = bbox_preds[0].dtype, bbox_preds[0].device
         all_level_points = self.prior_generator.grid_priors(featmap_sizes, dtype=dtype, device=device)
-        gt_bboxes = [gt.bboxes.to(device=device, dtype=dtype) for gt in batch_gt_instances]
-        gt_labels = [gt.labels.to(device=device) for gt in batch_gt_instances]
+        gt_bboxes = [gt.bboxes.to(device=device, dtype=dtype) for gt in gt_instances]
+        gt_labels = [gt.labels.to(device=device) for gt in gt_instances]
         labels, bbox_targets = self.get_targets(all_level_points, gt_bboxes, gt_labels)
 
         num_imgs = cls_scores[0].size(0)
