@@ -64,7 +64,7 @@ def init_detector(
         ckpt = load_checkpoint_file(resolve_checkpoint_path(str(checkpoint)), map_location="cpu")
         report = load_weights(model, extract_state_dict(ckpt))
         model.load_report = report
-        if report.missing or report.shape_mismatch:
+        if not report.clean:
             import warnings
 
             warnings.warn(

@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.browse_dataset_cmd",
     "detcore.cli.analyze_logs_cmd",
     "detcore.cli.demo_cmd",
+    "detcore.cli.checkpoint_cmd",
 )
 
 

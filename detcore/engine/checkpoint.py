@@ -97,6 +97,8 @@ def _read_pointer(pointer: Path) -> str | None:
 
 def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """``torch.load(path, weights_only=True)`` with an error that names the file on failure."""
+    from detcore.migration.checkpoint_upgrade import pickle_refusal
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
@@ -104,8 +106,9 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
         raise RuntimeError(
-            f"cannot load checkpoint '{path}' with torch.load(weights_only=True): {exc}. detcore only loads "
-            "files made of tensors and plain Python values."
+            f"cannot load checkpoint '{path}' with torch.load(weights_only=True): "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. detcore only loads files made "
+            "of tensors and plain Python values. " + pickle_refusal(path, exc)
         ) from exc
     if not isinstance(obj, Mapping):
         raise RuntimeError(f"checkpoint '{path}' holds a {type(obj).__name__}, expected a dict")
@@ -156,6 +159,11 @@ class LoadReport:
             lines.append(
                 f"unexpected in the checkpoint ({len(self.unexpected)}): {', '.join(self.unexpected)}"
             )
+            from detcore.migration.checkpoint_upgrade import old_layout_hint
+
+            hint = old_layout_hint(self.unexpected)
+            if hint:
+                lines.append(f"hint: {hint}")
         return "\n".join(lines)
 
 
