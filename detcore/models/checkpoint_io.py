@@ -132,7 +132,12 @@ def state_dict_from(
         ckpt: Any = source
     else:
         path = resolve_checkpoint(source)
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the file and the way out named
+            from detcore.migration.checkpoint_upgrade import pickle_refusal
+
+            raise RuntimeError(pickle_refusal(path, exc)) from None
     if not isinstance(ckpt, Mapping):
         raise TypeError(f"checkpoint {source!r} holds a {type(ckpt).__name__}, not a dict of tensors")
     for wrapper in ("state_dict", "model"):

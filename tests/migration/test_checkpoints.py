@@ -206,3 +206,14 @@ def test_pickled_objects_are_refused_with_the_conversion(tmp_path):
         init_detector(SSD, src)
     assert main(["checkpoint", "upgrade", str(src), str(tmp_path / "out.pth")]) == 1
     assert load_config(SSD)  # the config itself is fine
+
+
+def test_pretrained_loader_refuses_pickles_too(tmp_path):
+    from detcore.models.checkpoint_io import state_dict_from
+
+    src = tmp_path / "backbone.pth"
+    torch.save({"state_dict": {"w": torch.ones(1)}, "extra": Opaque()}, src)
+    with pytest.raises(RuntimeError, match=r"cannot be loaded weights-only \(it pickles .*Opaque"):
+        state_dict_from(src)
+    torch.save({"state_dict": {"module.w": torch.ones(1)}}, src)
+    assert list(state_dict_from(src)) == ["w"]
