@@ -208,18 +208,11 @@ class BaseDenseHead(BaseModule):
         img_shape = tuple(img_meta["img_shape"][:2])
         nms_pre = int(cfg.get("nms_pre", -1))
         with_factors = score_factor_list[0] is not None
-        box_dim = getattr(self.bbox_coder, "encode_size", 4)
         mlvl_bboxes, mlvl_scores, mlvl_factors = [], [], []
         for cls_score, bbox_pred, factor, priors in zip(
             cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors
         ):
-            if cls_score.shape[-2:] != bbox_pred.shape[-2:]:
-                raise ValueError(
-                    f"{type(self).__name__}: cls_score {tuple(cls_score.shape)} and bbox_pred "
-                    f"{tuple(bbox_pred.shape)} differ in size"
-                )
-            bbox_pred = bbox_pred.permute(1, 2, 0).reshape(-1, box_dim)
-            cls_score = cls_score.permute(1, 2, 0).reshape(-1, self.cls_out_channels)
+            cls_score, bbox_pred = self._flatten_level(cls_score, bbox_pred)
             scores = cls_score.sigmoid() if self.use_sigmoid_cls else cls_score.softmax(-1)
             if with_factors:
                 factor = factor.permute(1, 2, 0).reshape(-1).sigmoid()
@@ -246,6 +239,20 @@ class BaseDenseHead(BaseModule):
             results.score_factors = torch.cat(mlvl_factors)
         return self._bbox_post_process(results, cfg, img_meta, rescale=rescale, with_nms=with_nms)
 
+    def _flatten_level(
+        self, cls_score: torch.Tensor, bbox_pred: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One level of one image: ``(A * C, h, w)`` / ``(A * box_dim, h, w)`` maps -> rows ``(h * w * A, C)``
+        / ``(h * w * A, box_dim)`` in prior order."""
+        if cls_score.shape[-2:] != bbox_pred.shape[-2:]:
+            raise ValueError(
+                f"{type(self).__name__}: cls_score {tuple(cls_score.shape)} and bbox_pred "
+                f"{tuple(bbox_pred.shape)} differ in size"
+            )
+        box_dim = getattr(self.bbox_coder, "encode_size", 4)
+        return (cls_score.permute(1, 2, 0).reshape(-1, self.cls_out_channels),
+                bbox_pred.permute(1, 2, 0).reshape(-1, box_dim))
+
     def _predict_threshold_first(
         self,
         cls_score_list: list[torch.Tensor],
@@ -262,18 +269,11 @@ class BaseDenseHead(BaseModule):
         nms_pre = int(cfg.get("nms_pre", -1))
         score_thr = float(cfg["score_thr"])
         with_factors = score_factor_list[0] is not None
-        box_dim = getattr(self.bbox_coder, "encode_size", 4)
         mlvl_bboxes, mlvl_scores, mlvl_labels, mlvl_factors = [], [], [], []
         for cls_score, bbox_pred, factor, priors in zip(
             cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors
         ):
-            if cls_score.shape[-2:] != bbox_pred.shape[-2:]:
-                raise ValueError(
-                    f"{type(self).__name__}: cls_score {tuple(cls_score.shape)} and bbox_pred "
-                    f"{tuple(bbox_pred.shape)} differ in size"
-                )
-            bbox_pred = bbox_pred.permute(1, 2, 0).reshape(-1, box_dim)
-            cls_score = cls_score.permute(1, 2, 0).reshape(-1, self.cls_out_channels)
+            cls_score, bbox_pred = self._flatten_level(cls_score, bbox_pred)
             scores = cls_score.sigmoid() if self.use_sigmoid_cls else cls_score.softmax(-1)[:, :-1]
             scores, labels, keep, kept = filter_scores_and_topk(
                 scores, score_thr, nms_pre, {"bbox_pred": bbox_pred, "priors": priors}

@@ -22,29 +22,20 @@ def _shape_weight(weight: torch.Tensor | None, loss: torch.Tensor) -> torch.Tens
     return weight.view(loss.size(0), -1)
 
 
-def _binary_focal(
-    prob: torch.Tensor,
-    bce: torch.Tensor,
-    target: torch.Tensor,
-    weight: torch.Tensor | None,
-    gamma: float,
-    alpha: float,
-    reduction: str,
-    avg_factor: float | None,
-) -> torch.Tensor:
-    """Scale the per-element binary cross-entropy ``bce`` by ``alpha_t (1 - p_t)^gamma`` and reduce."""
+def _binary_focal(prob: torch.Tensor, bce: torch.Tensor, target: torch.Tensor, gamma: float,
+                  alpha: float) -> torch.Tensor:
+    """The per-element binary cross-entropy ``bce`` scaled by ``alpha_t (1 - p_t)^gamma``."""
     pt = (1 - prob) * target + prob * (1 - target)
     focal_weight = (alpha * target + (1 - alpha) * (1 - target)) * pt.pow(gamma)
-    return weight_reduce_loss(bce * focal_weight, _shape_weight(weight, bce), reduction, avg_factor)
+    return bce * focal_weight
 
 
-def _focal_form(
-    parts: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-) -> Callable[..., torch.Tensor]:
-    """Turn ``parts(pred, target) -> (prob, bce, binary target)`` into the focal loss
-    ``f(pred, target, weight=None, gamma=2.0, alpha=0.25, reduction="mean", avg_factor=None)``."""
+def _focal_form(elementwise: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Turn ``elementwise(pred, target, gamma, alpha) -> (N, C) loss`` into the focal loss
+    ``f(pred, target, weight=None, gamma=2.0, alpha=0.25, reduction="mean", avg_factor=None)``
+    (a weight ``(N,)`` applies to every class of its row)."""
 
-    @functools.wraps(parts)
+    @functools.wraps(elementwise)
     def loss(
         pred: torch.Tensor,
         target: torch.Tensor,
@@ -54,43 +45,36 @@ def _focal_form(
         reduction: str = "mean",
         avg_factor: float | None = None,
     ) -> torch.Tensor:
-        prob, bce, target = parts(pred, target)
-        return _binary_focal(prob, bce, target, weight, gamma, alpha, reduction, avg_factor)
+        out = elementwise(pred, target, gamma, alpha)
+        return weight_reduce_loss(out, _shape_weight(weight, out), reduction, avg_factor)
 
     return loss
 
 
 @_focal_form
-def py_sigmoid_focal_loss(pred: torch.Tensor, target: torch.Tensor):
+def py_sigmoid_focal_loss(pred: torch.Tensor, target: torch.Tensor, gamma: float, alpha: float):
     """Focal loss of logits ``(N, C)`` against binary targets ``(N, C)`` (pure PyTorch)."""
     target = target.type_as(pred)
-    return pred.sigmoid(), F.binary_cross_entropy_with_logits(pred, target, reduction="none"), target
+    bce = F.binary_cross_entropy_with_logits(pred, target, reduction="none")
+    return _binary_focal(pred.sigmoid(), bce, target, gamma, alpha)
 
 
 @_focal_form
-def py_focal_loss_with_prob(pred: torch.Tensor, target: torch.Tensor):
+def py_focal_loss_with_prob(pred: torch.Tensor, target: torch.Tensor, gamma: float, alpha: float):
     """Focal loss of probabilities ``(N, C)`` (already sigmoid-activated); labels ``(N,)`` or ``(N, C)``."""
     if pred.dim() != target.dim():
         target = F.one_hot(target, num_classes=pred.size(1) + 1)[:, : pred.size(1)]
     target = target.type_as(pred)
-    return pred, F.binary_cross_entropy(pred, target, reduction="none"), target
+    return _binary_focal(pred, F.binary_cross_entropy(pred, target, reduction="none"), target, gamma, alpha)
 
 
-def sigmoid_focal_loss(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    weight: torch.Tensor | None = None,
-    gamma: float = 2.0,
-    alpha: float = 0.25,
-    reduction: str = "mean",
-    avg_factor: float | None = None,
-) -> torch.Tensor:
+@_focal_form
+def sigmoid_focal_loss(pred: torch.Tensor, target: torch.Tensor, gamma: float, alpha: float):
     """Focal loss of logits ``(N, C)`` against labels ``(N,)`` in ``[0, C]`` (``C`` = background),
     computed by :func:`detcore.ops.sigmoid_focal_loss`."""
     from detcore.ops import sigmoid_focal_loss as focal_op
 
-    loss = focal_op(pred.contiguous(), target.contiguous().long(), gamma, alpha, None, "none")
-    return weight_reduce_loss(loss, _shape_weight(weight, loss), reduction, avg_factor)
+    return focal_op(pred.contiguous(), target.contiguous().long(), gamma, alpha, None, "none")
 
 
 class FocalLoss(BaseLoss):

@@ -27,7 +27,6 @@ from detcore.structures.instances import Instances
 
 INF = 1e8
 
-_FOCAL = {"type": "FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}
 _DEFAULT_INIT = {
     "type": "Normal",
     "layer": "Conv2d",
@@ -78,10 +77,7 @@ class FCOSHead(AnchorFreeHead):
         self.center_sample_radius = center_sample_radius
         self.norm_on_bbox = norm_on_bbox
         self.centerness_on_reg = centerness_on_reg
-        if loss_cls is None:
-            loss_cls = dict(_FOCAL)
-        if loss_bbox is None:
-            loss_bbox = {"type": "IoULoss", "loss_weight": 1.0}
+        # loss_cls / loss_bbox None: AnchorFreeHead's focal loss and IoU loss
         if loss_centerness is None:
             loss_centerness = {"type": "CrossEntropyLoss", "use_sigmoid": True, "loss_weight": 1.0}
         super().__init__(num_classes, in_channels, loss_cls=loss_cls, loss_bbox=loss_bbox, norm_cfg=norm_cfg,
