@@ -21,7 +21,6 @@ def test_thirty_iterations_on_shapes_lower_the_loss() -> None:
     from detcore.data import build_dataloader, build_dataset
     from detcore.engine.optim import build_optimizer
 
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     np.random.seed(0)
     random.seed(0)
