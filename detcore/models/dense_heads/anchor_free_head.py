@@ -29,6 +29,7 @@ from detcore.models.layers import ConvModule
 from detcore.models.task_utils.prior_generators import MlvlPointGenerator
 from detcore.models.utils import multi_apply
 from detcore.registry import build
+from detcore.settings import Key, Settings, checked
 
 _FOCAL = {"type": "FocalLoss", "use_sigmoid": True, "gamma": 2.0, "alpha": 0.25, "loss_weight": 1.0}
 _DEFAULT_INIT = {
@@ -73,6 +74,14 @@ class AnchorFreeHead(BaseDenseHead, metaclass=ABCMeta):
     ``cls_scores (B, cls_out_channels, H_l, W_l)`` and ``bbox_preds (B, 4, H_l, W_l)``.
     """
 
+    #: point heads assign by location, not by an assigner; the reference's configs keep these keys
+    train_settings = Settings(
+        assigner=Key(kind="task_util", doc="accepted for the reference's configs; unused"),
+        allowed_border=Key(int, -1, doc="accepted for the reference's configs; unused"),
+        pos_weight=Key(float, -1.0, doc="accepted for the reference's configs; unused"),
+        debug=Key(bool, False, doc="accepted for the reference's configs; unused"),
+    )
+
     def __init__(
         self,
         num_classes: int,
@@ -106,8 +115,6 @@ class AnchorFreeHead(BaseDenseHead, metaclass=ABCMeta):
         if bbox_coder is None:
             bbox_coder = {"type": "DistancePointBBoxCoder"}
         self.num_classes = num_classes
-        self.use_sigmoid_cls = bool(loss_cls.get("use_sigmoid", False))
-        self.cls_out_channels = num_classes if self.use_sigmoid_cls else num_classes + 1
         self.in_channels = in_channels
         self.feat_channels = feat_channels
         self.stacked_convs = stacked_convs
@@ -116,9 +123,11 @@ class AnchorFreeHead(BaseDenseHead, metaclass=ABCMeta):
         self.conv_bias = conv_bias
         self.conv_cfg = dict(conv_cfg) if conv_cfg is not None else None
         self.norm_cfg = dict(norm_cfg) if norm_cfg is not None else None
-        self.train_cfg = dict(train_cfg) if train_cfg is not None else None
-        self.test_cfg = dict(test_cfg) if test_cfg is not None else None
+        self.train_cfg = checked(self, "train_cfg", train_cfg, where=name)
+        self.test_cfg = checked(self, "test_cfg", test_cfg, where=name)
         self.loss_cls = build("loss", loss_cls, where=f"{name}.loss_cls")
+        self.use_sigmoid_cls = bool(getattr(self.loss_cls, "use_sigmoid", False))
+        self.cls_out_channels = num_classes if self.use_sigmoid_cls else num_classes + 1
         self.loss_bbox = build("loss", loss_bbox, where=f"{name}.loss_bbox")
         self.bbox_coder = build("task_util", bbox_coder, where=f"{name}.bbox_coder")
         self.prior_generator = MlvlPointGenerator(self.strides)

@@ -26,13 +26,11 @@ import torch
 from torch import nn
 
 from detcore.models.dense_heads.base_dense_head import BaseDenseHead, unpack_gt_instances
+from detcore.models.task_utils.samplers import PseudoSampler
 from detcore.models.utils import anchor_inside_flags, images_to_levels, multi_apply, unmap
 from detcore.registry import build
+from detcore.settings import REQUIRED, Key, Settings, checked
 from detcore.structures.instances import Instances
-
-
-def _bare_name(type_name: str) -> str:
-    return str(type_name).rpartition(":")[2].rpartition(".")[2]
 
 
 class AnchorTargets(NamedTuple):
@@ -66,6 +64,16 @@ class AnchorHead(BaseDenseHead):
         test_cfg: ``nms_pre``, ``score_thr``, ``nms``, ``max_per_img`` (see ``predict_by_feat``).
         init_cfg: weight-init table(s).
     """
+
+    #: the ``train_cfg`` keys read by ``_init_assigner_sampler`` and ``_get_targets_single``
+    train_settings = Settings(
+        assigner=Key(kind="task_util", default=REQUIRED, doc="assigns anchors to the ground truth"),
+        sampler=Key(kind="task_util", doc="samples assigned anchors (PseudoSampler; ignored when the "
+                                          "classification loss handles_imbalance)"),
+        allowed_border=Key(int, -1, doc="anchors this far outside the image still train; -1: all"),
+        pos_weight=Key(float, -1.0, doc="label weight of positives; <= 0: 1"),
+        debug=Key(bool, False, doc="accepted for the reference's configs; unused"),
+    )
 
     def __init__(
         self,
@@ -101,17 +109,17 @@ class AnchorHead(BaseDenseHead):
         self.feat_channels = feat_channels
         name = type(self).__name__
         self.reg_decoded_bbox = reg_decoded_bbox
-        self.bbox_coder = build("task_util", dict(bbox_coder), where=f"{name}.bbox_coder")
+        self.bbox_coder = build("task_util", bbox_coder, where=f"{name}.bbox_coder")
         self.loss_cls = _build_optional("loss", loss_cls, f"{name}.loss_cls")
         self.loss_bbox = _build_optional("loss", loss_bbox, f"{name}.loss_bbox")
         self.use_sigmoid_cls = _uses_sigmoid(loss_cls, self.loss_cls)
         self.cls_out_channels = self.num_classes if self.use_sigmoid_cls else self.num_classes + 1
-        self.train_cfg = dict(train_cfg) if train_cfg is not None else None
-        self.test_cfg = dict(test_cfg) if test_cfg is not None else None
+        self.train_cfg = checked(self, "train_cfg", train_cfg, where=name)
+        self.test_cfg = checked(self, "test_cfg", test_cfg, where=name)
         self.sampling = False
         if self.train_cfg:
             self._init_assigner_sampler()
-        self.prior_generator = build("task_util", dict(anchor_generator), where=f"{name}.anchor_generator")
+        self.prior_generator = build("task_util", anchor_generator, where=f"{name}.anchor_generator")
         #: anchors per location of each level
         self.num_base_priors_per_level: list[int] = [int(n) for n in self.prior_generator.num_base_priors]
         counts = self.num_base_priors_per_level
@@ -135,17 +143,15 @@ class AnchorHead(BaseDenseHead):
         return bool(getattr(self.loss_cls, "handles_imbalance", False))
 
     def _init_assigner_sampler(self) -> None:
-        if "assigner" not in self.train_cfg:
-            raise ValueError(f"{type(self).__name__}: train_cfg needs an 'assigner' table")
         where = f"{type(self).__name__}.train_cfg"
-        self.assigner = build("task_util", dict(self.train_cfg["assigner"]), where=f"{where}.assigner")
-        sampler_cfg = self.train_cfg.get("sampler")
-        if sampler_cfg is not None and _bare_name(sampler_cfg.get("type", "")) != "PseudoSampler" \
-                and not self._handles_imbalance():
-            self.sampling = True
-        else:
-            sampler_cfg = {"type": "PseudoSampler"}
-        self.sampler = build("task_util", dict(sampler_cfg), where=f"{where}.sampler")
+        if "assigner" not in self.train_cfg:
+            raise ValueError(f"{where}: needs an 'assigner' table")
+        self.assigner = build("task_util", self.train_cfg["assigner"], where=f"{where}.assigner")
+        sampler = self.train_cfg.get("sampler")
+        if sampler is None or self._handles_imbalance():
+            sampler = {"type": "PseudoSampler"}
+        self.sampler = build("task_util", sampler, where=f"{where}.sampler")
+        self.sampling = not isinstance(self.sampler, PseudoSampler)
 
     # -- layers -----------------------------------------------------------------------------------
 
@@ -413,8 +419,8 @@ class AnchorHead(BaseDenseHead):
         return losses
 
 
-def _build_optional(kind: str, table: Mapping[str, Any] | None, where: str) -> Any:
-    return None if table is None else build(kind, dict(table), where=where)
+def _build_optional(kind: str, table: Mapping[str, Any] | Any | None, where: str) -> Any:
+    return None if table is None else build(kind, table, where=where)
 
 
 def _uses_sigmoid(table: Any, loss: Any) -> bool:

@@ -40,6 +40,7 @@ from detcore.models.init import BaseModule
 from detcore.models.utils import filter_scores_and_topk
 from detcore.ops import multiclass_nms
 from detcore.ops.nms import _batched_nms_with_cfg
+from detcore.settings import NMS_SETTINGS, REQUIRED, Key, Settings
 from detcore.structures.boxes import Boxes, scale_factor_tensor
 from detcore.structures.instances import Instances
 
@@ -78,6 +79,16 @@ class BaseDenseHead(BaseModule):
     #: ``cfg['min_bbox_size']``; the reference 2.x single-stage heads accept that key and ignore it,
     #: its RPN head applies it.
     filters_min_bbox_size: bool = False
+
+    #: the ``test_cfg`` keys read by :meth:`predict_by_feat` and :meth:`_bbox_post_process`
+    test_settings = Settings(
+        nms_pre=Key(int, -1, doc="candidates kept per level before NMS; -1: all"),
+        min_bbox_size=Key(float, -1, doc="drop smaller boxes (heads with filters_min_bbox_size)"),
+        score_thr=Key(float, REQUIRED, doc="drop candidates scoring at or below"),
+        nms=Key(NMS_SETTINGS, REQUIRED, doc="the NMS table"),
+        max_per_img=Key(int, -1, doc="detections kept per image; -1: all"),
+        postprocess_order=Key(str, POSTPROCESS_ORDERS[0], doc=" or ".join(POSTPROCESS_ORDERS)),
+    )
 
     def __init__(self, init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> None:
         super().__init__(init_cfg)

@@ -13,57 +13,69 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from detcore.models.detectors.base import BaseDetector
-from detcore.registry import build
+from detcore.registry import build, get_registry
+from detcore.settings import Delegate, Settings, check_settings
 from detcore.structures.instances import Instances
 
 
-def _sub(cfg: Mapping[str, Any] | None, key: str) -> dict[str, Any] | None:
-    if cfg is None or cfg.get(key) is None:
-        return None
-    return dict(cfg[key])
+def _sub(cfg: Mapping[str, Any] | None, key: str) -> Any:
+    return None if cfg is None else cfg.get(key)
 
 
 class TwoStageDetector(BaseDetector):
     """A detector with a region-proposal stage and a RoI stage.
 
+    Every part is a config table or an already-built module; a built head keeps its own settings
+    (then leave its part of ``train_cfg`` / ``test_cfg`` out).
+
     Args:
-        backbone: backbone table (kind ``backbone``).
-        neck: optional neck table (kind ``neck``).
-        rpn_head: optional dense-head table (kind ``dense_head``); it receives ``train_cfg.rpn`` and
-            ``test_cfg.rpn``. Without it, proposals must come with every batch.
-        roi_head: RoI-head table (kind ``roi_head``); it receives ``train_cfg.rcnn`` and ``test_cfg.rcnn``.
-        train_cfg: ``{rpn, rpn_proposal, rcnn}`` tables.
+        backbone: backbone table or module (kind ``backbone``).
+        neck: optional neck table or module (kind ``neck``).
+        rpn_head: optional dense-head table or module (kind ``dense_head``); a table is built with
+            ``train_cfg.rpn`` and ``test_cfg.rpn``. Without it, proposals must come with every batch.
+        roi_head: RoI-head table or module (kind ``roi_head``); a table is built with
+            ``train_cfg.rcnn`` and ``test_cfg.rcnn``.
+        train_cfg: ``{rpn, rpn_proposal, rcnn}`` tables, each checked by the head that reads it
+            (``rpn_proposal`` by the RPN head's test settings).
         test_cfg: ``{rpn, rcnn}`` tables.
         init_cfg: weight-init table(s) of the detector itself.
     """
 
+    component_kinds = {
+        "backbone": "backbone", "neck": "neck", "rpn_head": "dense_head", "roi_head": "roi_head",
+    }
+    train_settings = Settings(
+        rpn=Delegate("rpn_head"),
+        rpn_proposal=Delegate("rpn_head", phase="test_cfg"),
+        rcnn=Delegate("roi_head"),
+    )
+    test_settings = Settings(rpn=Delegate("rpn_head"), rcnn=Delegate("roi_head"))
+
     def __init__(
         self,
-        backbone: Mapping[str, Any],
-        neck: Mapping[str, Any] | None = None,
-        rpn_head: Mapping[str, Any] | None = None,
-        roi_head: Mapping[str, Any] | None = None,
+        backbone: Mapping[str, Any] | nn.Module,
+        neck: Mapping[str, Any] | nn.Module | None = None,
+        rpn_head: Mapping[str, Any] | nn.Module | None = None,
+        roi_head: Mapping[str, Any] | nn.Module | None = None,
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
         init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__(init_cfg)
+        name = type(self).__name__
         if roi_head is None:
-            raise ValueError(f"{type(self).__name__}: 'roi_head' (a roi_head table) is required")
+            raise ValueError(f"{name}: 'roi_head' (a roi_head table or module) is required")
+        parts = {"rpn_head": rpn_head, "roi_head": roi_head, "train_cfg": train_cfg, "test_cfg": test_cfg}
+        check_settings(type(self), parts, where=name, resolver=get_registry().resolve_argument)
         self.backbone = build("backbone", backbone, where="model.backbone")
         if neck is not None:
             self.neck = build("neck", neck, where="model.neck")
         if rpn_head is not None:
-            rpn_cfg = dict(rpn_head)
-            rpn_cfg["train_cfg"] = _sub(train_cfg, "rpn")
-            rpn_cfg["test_cfg"] = _sub(test_cfg, "rpn")
-            self.rpn_head = build("dense_head", rpn_cfg, where="model.rpn_head")
-        roi_cfg = dict(roi_head)
-        roi_cfg["train_cfg"] = _sub(train_cfg, "rcnn")
-        roi_cfg["test_cfg"] = _sub(test_cfg, "rcnn")
-        self.roi_head = build("roi_head", roi_cfg, where="model.roi_head")
+            self.rpn_head = _build_head("dense_head", rpn_head, train_cfg, test_cfg, "rpn", "model.rpn_head")
+        self.roi_head = _build_head("roi_head", roi_head, train_cfg, test_cfg, "rcnn", "model.roi_head")
         self.train_cfg = dict(train_cfg) if train_cfg is not None else None
         self.test_cfg = dict(test_cfg) if test_cfg is not None else None
 
@@ -156,3 +168,19 @@ class TwoStageDetector(BaseDetector):
             boxes = torch.stack([t * w * 0.5, t * h * 0.5, t * w * 0.5 + w * 0.5, t * h * 0.5 + h * 0.5], 1)
             proposal_list = [Instances(bboxes=boxes) for _ in metas]
         return outs + (self.roi_head.predict(feats, proposal_list, metas, rescale=False),)
+
+
+def _build_head(kind: str, head: Any, train_cfg: Any, test_cfg: Any, key: str, where: str) -> Any:
+    """A head table built with ``train_cfg[key]`` / ``test_cfg[key]``, or a built head as it is (then
+    its settings are its own: a different ``train_cfg[key]`` / ``test_cfg[key]`` is an error)."""
+    train, test = _sub(train_cfg, key), _sub(test_cfg, key)
+    if isinstance(head, Mapping):
+        return build(kind, {**head, "train_cfg": train, "test_cfg": test}, where=where)
+    head = build(kind, head, where=where)
+    for param, value in (("train_cfg", train), ("test_cfg", test)):
+        if value is not None and value != getattr(head, param, None):
+            raise ValueError(
+                f"{where}: a built {type(head).__name__} with its own {param}; pass {param}.{key} to the "
+                "head (or give it as a table)"
+            )
+    return head

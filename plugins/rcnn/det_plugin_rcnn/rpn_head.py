@@ -31,6 +31,7 @@ from detcore.models.dense_heads import AnchorHead
 from detcore.models.dense_heads.base_dense_head import scale_factor_tensor
 from detcore.models.layers import ConvModule
 from detcore.ops import batched_nms
+from detcore.settings import Key, Settings
 from detcore.structures.instances import Instances
 
 
@@ -49,6 +50,16 @@ class RPNHead(AnchorHead):
             test_cfg, ...). ``train_cfg``: the detector's ``train_cfg.rpn``; ``test_cfg``: its
             ``test_cfg.rpn`` (``nms_pre``, ``nms``, ``max_per_img``, ``min_bbox_size``).
     """
+
+    #: what ``_predict_by_feat_single`` and ``_iou_threshold`` read (test and training proposals)
+    test_settings = Settings(
+        nms_pre=Key(int, -1, doc="top-scoring anchors kept per level before NMS; -1: all"),
+        min_bbox_size=Key(float, -1, doc="drop proposals not wider and higher than this"),
+        nms=Key(Settings(type=Key(str, "nms", doc="plain NMS only"), iou_threshold=Key(float, 0.7),
+                         iou_thr=Key(float, doc="old spelling of iou_threshold"))),
+        nms_thr=Key(float, doc="the reference 2.x's deprecated spelling of nms.iou_threshold"),
+        max_per_img=Key(int, -1, doc="proposals kept per image; -1: all"),
+    )
 
     def __init__(
         self,

@@ -30,6 +30,7 @@ from detcore.models.dense_heads import AnchorHead
 from detcore.models.dense_heads.anchor_head import AnchorTargets
 from detcore.models.losses import smooth_l1_loss
 from detcore.models.utils import multi_apply
+from detcore.settings import Key
 
 _DEFAULT_ANCHORS: dict[str, Any] = {
     "type": "SSDAnchorGenerator",
@@ -70,6 +71,12 @@ class SSDHead(AnchorHead):
     Forward: ``feats`` (one ``(B, in_channels[l], h_l, w_l)`` per level) -> ``(cls_scores, bbox_preds)``,
     lists over levels of ``(B, A_l * (num_classes + 1), h_l, w_l)`` and ``(B, A_l * 4, h_l, w_l)``.
     """
+
+    #: AnchorHead's keys plus those of the hard negative mining in ``loss_by_feat_single``
+    train_settings = AnchorHead.train_settings.extend(
+        neg_pos_ratio=Key(int, 3, doc="negatives kept per positive (the hardest, by loss)"),
+        smoothl1_beta=Key(float, 1.0, doc="beta of the smooth L1 box loss"),
+    )
 
     def __init__(
         self,
