@@ -1,12 +1,13 @@
 """The ``rcnn`` plugin: registers RPNHead (kind ``dense_head``) and the detectors RPN, FastRCNN and
-FasterRCNN. The RoI machinery they use (StandardRoIHead, the bbox heads, SingleRoIExtractor,
-TwoStageDetector) is the kernel's library, shared with the later RoI-based families."""
+FasterRCNN, MaskRCNN. The RoI machinery they use (StandardRoIHead, the bbox heads, SingleRoIExtractor,
+FCNMaskHead, TwoStageDetector) is the kernel's library, shared with the later RoI-based families."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from det_plugin_rcnn.detectors import RPN, FasterRCNN, FastRCNN
+from det_plugin_rcnn.mask_rcnn import MaskRCNN
 from det_plugin_rcnn.rpn_head import RPNHead
 from det_plugin_rcnn.shared_heads import ResLayer
 from detcore.hookspecs import Factory, hookimpl
@@ -14,7 +15,7 @@ from detcore.hookspecs import Factory, hookimpl
 
 @hookimpl
 def detcore_register_detectors() -> Mapping[str, Factory]:
-    return {"RPN": RPN, "FastRCNN": FastRCNN, "FasterRCNN": FasterRCNN}
+    return {"RPN": RPN, "FastRCNN": FastRCNN, "FasterRCNN": FasterRCNN, "MaskRCNN": MaskRCNN}
 
 
 @hookimpl
