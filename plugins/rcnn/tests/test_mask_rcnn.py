@@ -239,3 +239,23 @@ def test_infer_draws_the_masks(shapes, trained, tmp_path, one_thread):
     changed = np.abs(drawn - original).sum(2) > 30
     # box outlines and labels change pixels too: most of the masks' pixels are changed by the blending
     assert changed[union].mean() > 0.8
+
+
+def test_images_without_ground_truth_train_with_a_zero_mask_loss(shapes, one_thread):
+    from detcore.structures.masks import BitmapMasks
+
+    _, loader = _loader(shapes["train"], 2, shuffle=False)
+    batch = next(iter(loader))
+    h, w = batch["gt_instances"][0].masks.height, batch["gt_instances"][0].masks.width
+    empty = Instances(
+        bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long),
+        masks=BitmapMasks(np.zeros((0, h, w), np.uint8), h, w),
+    )  # fmt: skip
+    model = _model(shapes["cfg"]).train()
+    # one image without objects: only it samples negatives only, the other still gives mask targets
+    losses = model(**dict(batch, gt_instances=[empty, batch["gt_instances"][1]]))
+    assert torch.isfinite(losses["loss_mask"]).all() and float(losses["loss_mask"].detach().sum()) > 0
+    # no objects at all: no positive RoI, the mask loss is 0 and still backpropagates
+    losses = model(**dict(batch, gt_instances=[empty, empty]))
+    assert float(losses["loss_mask"].detach().sum()) == 0 and losses["loss_mask"].requires_grad
+    _total(losses).backward()
