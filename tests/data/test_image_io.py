@@ -130,3 +130,15 @@ def test_load_image_from_file_flags(tmp_path):
     assert LoadImageFromFile(color_type="grayscale")(dict(info))["img_shape"] == (2, 2)
     with pytest.raises(ValueError, match="color_type must be one of"):
         LoadImageFromFile(color_type="colour")
+
+
+def test_hsv_conversion_follows_opencv_float_rules():
+    from detcore.data.transforms.photometric import bgr2hsv, hsv2bgr
+
+    # (B, G, R) = (10, 200, 30): V = 200, S = 190 / 200, H = 120 + 60 (B - R) / 190 (green is the max)
+    # (-10, -20, -5) after a brightness shift: V = -5, S = 15 / |-5| = 3, H = 60 (G - B) / 15 + 360 = 320
+    img = np.array([[[10, 200, 30], [-10, -20, -5]]], np.float32)
+    np.testing.assert_allclose(
+        bgr2hsv(img)[0], [[120 - 1200 / 190, 0.95, 200], [320, 3, -5]], rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(hsv2bgr(bgr2hsv(img[:, :1]))[0, 0], [10, 200, 30], atol=1e-4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
 
@@ -36,34 +37,14 @@ class Normalize:
 
 
 def bgr2hsv(img: np.ndarray) -> np.ndarray:
-    """``float32`` BGR -> HSV with OpenCV's float conventions: H in [0, 360), S in [0, 1], V = max."""
-    b, g, r = img[..., 0], img[..., 1], img[..., 2]
-    v = img.max(-1)
-    mn = img.min(-1)
-    diff = v - mn
-    s = np.where(v > 0, diff / np.where(v > 0, v, 1), 0)
-    safe = np.where(diff > 0, diff, 1)
-    h = np.where(
-        v == r, 60 * (g - b) / safe, np.where(v == g, 120 + 60 * (b - r) / safe, 240 + 60 * (r - g) / safe)
-    )
-    h = np.where(diff > 0, h, 0)
-    h = np.where(h < 0, h + 360, h)
-    return np.stack([h, s, v], -1).astype(np.float32)
+    """``float32`` BGR -> HSV with ``cv2.cvtColor``, as the reference: H in [0, 360), S = (max - min) /
+    (|max| + FLT_EPSILON), V = max (values outside [0, 255], e.g. after a brightness shift, included)."""
+    return cv2.cvtColor(np.ascontiguousarray(img, dtype=np.float32), cv2.COLOR_BGR2HSV)
 
 
 def hsv2bgr(img: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`bgr2hsv`."""
-    h, s, v = img[..., 0], img[..., 1], img[..., 2]
-    hh = (h % 360) / 60.0
-    i = np.floor(hh).astype(np.int64) % 6
-    f = hh - np.floor(hh)
-    p = v * (1 - s)
-    q = v * (1 - s * f)
-    t = v * (1 - s * (1 - f))
-    r = np.choose(i, [v, q, p, p, t, v])
-    g = np.choose(i, [t, v, v, q, p, p])
-    b = np.choose(i, [p, p, t, v, v, q])
-    return np.stack([b, g, r], -1).astype(np.float32)
+    """Inverse of :func:`bgr2hsv` (``cv2.cvtColor``, ``float32``)."""
+    return cv2.cvtColor(np.ascontiguousarray(img, dtype=np.float32), cv2.COLOR_HSV2BGR)
 
 
 class PhotoMetricDistortion:
