@@ -162,23 +162,111 @@ def _segm_to_bitmap(segm: Any, h: int, w: int) -> np.ndarray:
 
 
 class LoadProposals:
-    """Move ``results["proposals"]`` (``(N, 4)`` or ``(N, 5)`` with scores) into a bbox field.
+    """Precomputed proposals of the sample's image into the bbox field ``proposals``.
+
+    With ``proposal_file`` the proposals are read from that file (once, on first use): a JSON file
+    (``.json``) or a weights-only torch file (``.pth``/``.pt``) holding a dict keyed by image id or by
+    image file name, each value ``[[x1, y1, x2, y2(, score)], ...]`` in original-image pixels (a JSON
+    dict may also wrap them: ``{"proposals": {...}}``). Pickle files are refused (unpickling runs code):
+    convert one once, where you trust it, e.g.
+    ``json.dump({str(img_id): boxes.tolist() for img_id, boxes in ...}, f)``. Without
+    ``proposal_file`` the dataset's ``results["proposals"]`` (its ``proposal_file``) is used.
 
     Keeps the first ``num_max_proposals``; sets ``proposals`` (``float32 (N, 4)``) and
-    ``proposal_scores`` when scores are given.
+    ``proposal_scores`` when scores are given. A missing or unreadable file, an image the file has no
+    entry for, an image with no proposals or a badly shaped entry is an error naming the image.
     """
 
-    def __init__(self, num_max_proposals: int | None = None) -> None:
+    def __init__(self, num_max_proposals: int | None = None, proposal_file: str | None = None) -> None:
+        if num_max_proposals is not None and int(num_max_proposals) <= 0:
+            raise ValueError(f"LoadProposals: num_max_proposals must be > 0 or None, got {num_max_proposals}")
         self.num_max_proposals = num_max_proposals
+        self.proposal_file = proposal_file
+        self._table: dict[str, Any] | None = None
+
+    # -- the proposals file ------------------------------------------------------------------------
+
+    def _load_table(self) -> dict[str, Any]:
+        path = str(self.proposal_file)
+        ext = osp.splitext(path)[1].lower()
+        if ext in (".pkl", ".pickle"):
+            raise ValueError(
+                f"LoadProposals: {path} is a pickle file, which detcore does not unpickle (it can run "
+                "arbitrary code). Convert it once where you trust it to JSON keyed by image id or file "
+                "name, e.g. json.dump({str(info['id']): boxes.tolist() for info, boxes in zip(img_infos, "
+                "pickle.load(f))}, out), or to a weights-only torch file (torch.save of a dict of tensors)"
+            )
+        if not osp.isfile(path):
+            raise FileNotFoundError(f"LoadProposals: proposal_file {path} does not exist")
+        if ext == ".json":
+            import json
+
+            with open(path) as f:
+                data = json.load(f)
+        elif ext in (".pth", ".pt"):
+            import torch
+
+            try:
+                data = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - any failure means the file is not usable
+                raise ValueError(
+                    f"LoadProposals: {path} is not a weights-only torch file of tensors ({exc})"
+                ) from None
+        else:
+            raise ValueError(
+                f"LoadProposals: proposal_file {path}: unknown extension {ext!r}; use .json or .pth"
+            )
+        if isinstance(data, dict) and isinstance(data.get("proposals"), dict):
+            data = data["proposals"]
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"LoadProposals: {path} must hold a dict keyed by image id or file name, got "
+                f"{type(data).__name__}"
+            )
+        return {str(k): v for k, v in data.items()}
+
+    def _from_file(self, results: dict[str, Any], where: str) -> Any:
+        if self._table is None:
+            self._table = self._load_table()
+        info = results.get("img_info", {})
+        keys = [str(info[k]) for k in ("id", "filename", "file_name") if k in info]
+        if "filename" in info:
+            keys.append(osp.basename(str(info["filename"])))
+        for key in keys:
+            if key in self._table:
+                return self._table[key]
+        raise ValueError(
+            f"LoadProposals: {self.proposal_file} has no proposals for {where} (looked up {keys}; the file "
+            f"has {len(self._table)} entries, e.g. {list(self._table)[:3]}): it does not match the dataset"
+        )
+
+    # -- transform ---------------------------------------------------------------------------------
 
     def __call__(self, results: dict[str, Any]) -> dict[str, Any]:
-        proposals = np.asarray(results["proposals"], dtype=np.float32)
+        info = results.get("img_info", {})
+        where = f"image {info.get('id', '?')} ({info.get('filename', '?')})"
+        if self.proposal_file is not None:
+            raw = self._from_file(results, where)
+        elif "proposals" in results and results["proposals"] is not None:
+            raw = results["proposals"]
+        else:
+            raise ValueError(
+                f"LoadProposals: no proposals for {where}: set proposal_file on LoadProposals or the dataset"
+            )
+        if hasattr(raw, "detach"):
+            raw = raw.detach().cpu().numpy()
+        proposals = np.asarray(raw, dtype=np.float32)
+        if proposals.size == 0:
+            raise ValueError(
+                f"LoadProposals: {where} has no proposals; every image needs at least one (check that the "
+                "proposals file matches the dataset)"
+            )
         if proposals.ndim != 2 or proposals.shape[1] not in (4, 5):
             raise ValueError(
-                f"LoadProposals: proposals must have shape (N, 4) or (N, 5), got {proposals.shape}"
+                f"LoadProposals: proposals of {where} must have shape (N, 4) or (N, 5), got {proposals.shape}"
             )
         if self.num_max_proposals is not None:
-            proposals = proposals[: self.num_max_proposals]
+            proposals = proposals[: int(self.num_max_proposals)]
         if proposals.shape[1] == 5:
             results["proposal_scores"] = proposals[:, 4].copy()
         results["proposals"] = proposals[:, :4].copy()
@@ -186,4 +274,7 @@ class LoadProposals:
         return results
 
     def __repr__(self) -> str:
-        return f"LoadProposals(num_max_proposals={self.num_max_proposals})"
+        return (
+            f"LoadProposals(num_max_proposals={self.num_max_proposals}, "
+            f"proposal_file={self.proposal_file!r})"
+        )
