@@ -7,6 +7,9 @@ import math
 
 import pytest
 import torch
+
+# the settings of the base tests: one 32x32 anchor per cell of a stride-16 level, a 64x64 image
+from test_dense_heads_base import ASSIGNER, META, ONE_ANCHOR, TEST_CFG  # the sibling test module
 from torch import nn
 
 import detcore
@@ -14,12 +17,6 @@ from detcore.models.dense_heads import AnchorHead
 from detcore.models.detectors.base import BaseDetector
 from detcore.structures.instances import Instances
 
-ASSIGNER = {"type": "MaxIoUAssigner", "pos_iou_thr": 0.5, "neg_iou_thr": 0.4, "min_pos_iou": 0,
-            "ignore_iof_thr": -1}
-TEST_CFG = {"nms_pre": 1000, "min_bbox_size": 0, "score_thr": 0.05,
-            "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 100}
-ONE_ANCHOR = {"type": "AnchorGenerator", "scales": [2], "ratios": [1.0], "strides": [16]}
-META = {"img_shape": (64, 64, 3), "pad_shape": (64, 64, 3), "scale_factor": [1.0, 1.0, 1.0, 1.0]}
 # level 0: stride 16, squares of 16 and sqrt(16 * 32) (2 anchors); level 1: stride 32, squares of 25 and 35
 # and two 2:1 / 1:2 boxes (4 anchors)
 PER_LEVEL = {"type": "SSDAnchorGenerator", "strides": [16, 32], "ratios": [[], [2]],

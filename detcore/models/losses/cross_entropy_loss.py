@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -12,24 +14,40 @@ from detcore.models.losses.base_loss import BaseLoss
 from detcore.models.losses.utils import weight_reduce_loss
 
 
-def cross_entropy(
-    pred: torch.Tensor,
-    label: torch.Tensor,
-    weight: torch.Tensor | None = None,
-    reduction: str = "mean",
-    avg_factor: float | None = None,
-    class_weight: torch.Tensor | None = None,
-    ignore_index: int | None = -100,
-    avg_non_ignore: bool = False,
-) -> torch.Tensor:
+def _ce_form(
+    parts: Callable[..., tuple[torch.Tensor, torch.Tensor | None, Callable[[], float]]],
+) -> Callable[..., torch.Tensor]:
+    """Turn ``parts(pred, label, weight, class_weight, ignore_index) -> (element-wise loss, weight,
+    count of non-ignored entries)`` into ``f(pred, label, weight=None, reduction="mean",
+    avg_factor=None, class_weight=None, ignore_index=-100, avg_non_ignore=False)``; with
+    ``avg_non_ignore`` the ``mean`` is over the non-ignored entries."""
+
+    @functools.wraps(parts)
+    def loss(
+        pred: torch.Tensor,
+        label: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        reduction: str = "mean",
+        avg_factor: float | None = None,
+        class_weight: torch.Tensor | None = None,
+        ignore_index: int | None = -100,
+        avg_non_ignore: bool = False,
+    ) -> torch.Tensor:
+        ignore_index = -100 if ignore_index is None else ignore_index
+        out, weight, num_valid = parts(pred, label, weight, class_weight, ignore_index)
+        if avg_factor is None and avg_non_ignore and reduction == "mean":
+            avg_factor = num_valid()
+        return weight_reduce_loss(out, None if weight is None else weight.float(), reduction, avg_factor)
+
+    return loss
+
+
+@_ce_form
+def cross_entropy(pred: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None,
+                  class_weight: torch.Tensor | None, ignore_index: int):
     """Softmax cross entropy of logits ``(N, C)`` against labels ``(N,)``; ``weight`` is per sample."""
-    ignore_index = -100 if ignore_index is None else ignore_index
     loss = F.cross_entropy(pred, label, weight=class_weight, reduction="none", ignore_index=ignore_index)
-    if avg_factor is None and avg_non_ignore and reduction == "mean":
-        avg_factor = label.numel() - (label == ignore_index).sum().item()
-    if weight is not None:
-        weight = weight.float()
-    return weight_reduce_loss(loss, weight=weight, reduction=reduction, avg_factor=avg_factor)
+    return loss, weight, lambda: label.numel() - (label == ignore_index).sum().item()
 
 
 def _expand_onehot_labels(
@@ -48,28 +66,18 @@ def _expand_onehot_labels(
     return bin_labels, bin_label_weights, valid_mask
 
 
-def binary_cross_entropy(
-    pred: torch.Tensor,
-    label: torch.Tensor,
-    weight: torch.Tensor | None = None,
-    reduction: str = "mean",
-    avg_factor: float | None = None,
-    class_weight: torch.Tensor | None = None,
-    ignore_index: int | None = -100,
-    avg_non_ignore: bool = False,
-) -> torch.Tensor:
+@_ce_form
+def binary_cross_entropy(pred: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None,
+                         class_weight: torch.Tensor | None, ignore_index: int):
     """Sigmoid BCE of logits ``(N, C)``. ``label`` is ``(N,)`` class indices (expanded to one-hot;
     index ``C`` = background = all zeros) or already ``(N, C)`` binary targets."""
-    ignore_index = -100 if ignore_index is None else ignore_index
     if pred.dim() != label.dim():
         label, weight, valid_mask = _expand_onehot_labels(label, weight, pred.size(-1), ignore_index)
     else:
         valid_mask = ((label >= 0) & (label != ignore_index)).float()
         weight = weight * valid_mask if weight is not None else valid_mask
-    if avg_factor is None and avg_non_ignore and reduction == "mean":
-        avg_factor = valid_mask.sum().item()
     loss = F.binary_cross_entropy_with_logits(pred, label.float(), pos_weight=class_weight, reduction="none")
-    return weight_reduce_loss(loss, weight.float(), reduction=reduction, avg_factor=avg_factor)
+    return loss, weight, lambda: valid_mask.sum().item()
 
 
 def mask_cross_entropy(
