@@ -264,11 +264,11 @@ def test_convfc_layouts_and_init():
                     ("shared_fcs.0.bias", (1024,)), ("shared_fcs.1.weight", (1024, 1024)),
                     ("shared_fcs.1.bias", (1024,))]  # fmt: skip
     head.init_weights()
-    assert abs(float(head.fc_cls.weight.std()) - 0.01) < 0.001
-    assert abs(float(head.fc_reg.weight.std()) - 0.001) < 0.0001
+    assert abs(float(head.fc_cls.weight.detach().std()) - 0.01) < 0.001
+    assert abs(float(head.fc_reg.weight.detach().std()) - 0.001) < 0.0001
     # Xavier uniform: bound sqrt(6 / (fan_in + fan_out))
     bound = math.sqrt(6 / (12544 + 1024))
-    w = head.shared_fcs[0].weight
+    w = head.shared_fcs[0].weight.detach()
     assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.99 * bound
     for m in (head.fc_cls, head.fc_reg, *head.shared_fcs):
         assert m.bias.abs().sum() == 0

@@ -30,7 +30,6 @@ from torch import nn
 from detcore.models.dense_heads import AnchorHead
 from detcore.models.dense_heads.base_dense_head import scale_factor_tensor
 from detcore.models.layers import ConvModule
-from detcore.ops import batched_nms
 from detcore.settings import Key, Settings
 from detcore.structures.instances import Instances
 
@@ -51,12 +50,20 @@ class RPNHead(AnchorHead):
             ``test_cfg.rpn`` (``nms_pre``, ``nms``, ``max_per_img``, ``min_bbox_size``).
     """
 
-    #: what ``_predict_by_feat_single`` and ``_iou_threshold`` read (test and training proposals)
+    #: the proposals (test and training) filter by ``min_bbox_size`` in :meth:`_bbox_post_process`
+    filters_min_bbox_size = True
+
+    #: what ``_proposals_single`` and ``_bbox_post_process`` read (test and training proposals)
     test_settings = Settings(
         nms_pre=Key(int, -1, doc="top-scoring anchors kept per level before NMS; -1: all"),
         min_bbox_size=Key(float, -1, doc="drop proposals not wider and higher than this"),
-        nms=Key(Settings(type=Key(str, "nms", doc="plain NMS only"), iou_threshold=Key(float, 0.7),
-                         iou_thr=Key(float, doc="old spelling of iou_threshold"))),
+        nms=Key(
+            Settings(
+                type=Key(str, "nms", doc="plain NMS only"),
+                iou_threshold=Key(float, 0.7),
+                iou_thr=Key(float, doc="old spelling of iou_threshold"),
+            )
+        ),
         nms_thr=Key(float, doc="the reference 2.x's deprecated spelling of nms.iou_threshold"),
         max_per_img=Key(int, -1, doc="proposals kept per image; -1: all"),
     )
@@ -145,23 +152,6 @@ class RPNHead(AnchorHead):
             )
         losses = super().loss_by_feat(cls_scores, bbox_preds, objectness, img_metas, gt_ignored_instances)
         return {"loss_rpn_cls": losses["loss_cls"], "loss_rpn_bbox": losses["loss_bbox"]}
-
-    def loss_and_predict(
-        self,
-        feats: Sequence[torch.Tensor],
-        gt_instances: Sequence[Instances],
-        img_metas: Sequence[dict],
-        gt_ignored_instances: Sequence[Instances] | None = None,
-        proposal_cfg: Mapping[str, Any] | None = None,
-    ) -> tuple[dict[str, Any], list[Instances]]:
-        """Losses and proposals (input-image coordinates, detached, selected with ``proposal_cfg``,
-        default ``test_cfg``) from one forward pass."""
-        cls_scores, bbox_preds = self(feats)
-        losses = self.loss_by_feat(cls_scores, bbox_preds, gt_instances, img_metas, gt_ignored_instances)
-        proposals = self.predict_by_feat(
-            cls_scores, bbox_preds, img_metas=img_metas, cfg=proposal_cfg, rescale=False
-        )
-        return losses, proposals
 
     # -- proposals --------------------------------------------------------------------------------
 
@@ -253,48 +243,17 @@ class RPNHead(AnchorHead):
             mlvl_deltas.append(deltas)
             mlvl_anchors_kept.append(anchors)
             level_ids.append(torch.full((scores.size(0),), level, dtype=torch.long, device=scores.device))
-        scores = torch.cat(mlvl_scores)
         proposals = self.bbox_coder.decode(
             torch.cat(mlvl_anchors_kept), torch.cat(mlvl_deltas), max_shape=img_shape
         )
-        ids = torch.cat(level_ids)
-        min_size = float(cfg.get("min_bbox_size", -1))
-        if min_size >= 0:
-            w = proposals[:, 2] - proposals[:, 0]
-            h = proposals[:, 3] - proposals[:, 1]
-            valid = (w > min_size) & (h > min_size)
-            if not valid.all():
-                proposals, scores, ids = proposals[valid], scores[valid], ids[valid]
-        if proposals.numel() == 0:
-            return Instances(
-                bboxes=proposals.new_zeros(0, 4),
-                scores=scores.new_zeros(0),
-                labels=torch.zeros(0, dtype=torch.long, device=scores.device),
+        candidates = Instances(
+            bboxes=proposals, scores=torch.cat(mlvl_scores), level_ids=torch.cat(level_ids)
+        )
+        if "nms" not in cfg and "nms_thr" in cfg:  # the reference 2.x's deprecated spelling
+            cfg = {**cfg, "nms": {"type": "nms", "iou_threshold": float(cfg["nms_thr"])}}
+        if "nms" not in cfg:
+            raise ValueError(
+                "RPNHead: proposal settings need an 'nms' table ({type = 'nms', iou_threshold = 0.7})"
             )
-        keep = batched_nms(proposals, scores, ids, _iou_threshold(cfg))
-        max_per_img = int(cfg.get("max_per_img", -1))
-        if max_per_img > 0:
-            keep = keep[:max_per_img]
-        return Instances(
-            bboxes=proposals[keep],
-            scores=scores[keep],
-            labels=torch.zeros(keep.numel(), dtype=torch.long, device=keep.device),
-        )
-
-
-def _iou_threshold(cfg: Mapping[str, Any]) -> float:
-    """``cfg['nms']['iou_threshold']`` (the old spelling ``iou_thr`` and a bare ``nms_thr`` accepted)."""
-    nms_cfg = cfg.get("nms")
-    if nms_cfg is None:
-        if "nms_thr" in cfg:  # the reference 2.x's deprecated RPN spelling
-            return float(cfg["nms_thr"])
-        raise ValueError(
-            "RPNHead: proposal settings need an 'nms' table ({type = 'nms', iou_threshold = 0.7})"
-        )
-    nms_cfg = dict(nms_cfg)
-    if nms_cfg.get("type", "nms") != "nms":
-        raise ValueError(f"RPNHead: proposals use plain NMS, got nms type {nms_cfg.get('type')!r}")
-    unknown = set(nms_cfg) - {"type", "iou_threshold", "iou_thr"}
-    if unknown:
-        raise ValueError(f"RPNHead: unknown nms keys {sorted(unknown)} (use iou_threshold)")
-    return float(nms_cfg.get("iou_threshold", nms_cfg.get("iou_thr", 0.7)))
+        # min_bbox_size filter, NMS within each level, the first max_per_img (input-image coordinates)
+        return self._bbox_post_process(candidates, cfg, img_meta, rescale=False)
