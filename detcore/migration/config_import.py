@@ -434,6 +434,7 @@ class _Converter:
                 )
             step = dict(step)
             kind = step["type"]
+            ratio_range = step.get("ratio_range")
             for key in ("file_client_args", "backend_args"):
                 step.pop(key, None)
             if kind in _FORMAT_STEPS:
@@ -449,6 +450,20 @@ class _Converter:
                 step = {"type": "PackDetInputs"}
             elif kind == "Resize" and "scale" in step:
                 step["img_scale"] = step.pop("scale")
+            elif kind == "RandomResize":  # 3.x: a range of scales, or one scale times a ratio
+                scale = step.pop("scale")
+                step = {"type": "Resize", "img_scale": scale, "keep_ratio": step.get("keep_ratio", False)}
+                if ratio_range is not None:
+                    step["ratio_range"] = list(ratio_range)
+                else:
+                    step["multiscale_mode"] = "range"
+            elif kind == "RandomChoiceResize":  # 3.x: one of the scales
+                step = {
+                    "type": "Resize",
+                    "img_scale": step["scales"],
+                    "multiscale_mode": "value",
+                    "keep_ratio": step.get("keep_ratio", False),
+                }
             elif kind == "RandomFlip" and "prob" in step:
                 step["flip_ratio"] = step.pop("prob")
             elif kind == "MultiScaleFlipAug":

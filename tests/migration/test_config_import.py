@@ -217,6 +217,11 @@ def test_three_x_style_pieces(tmp_path):
         "    dict(type='LoadAnnotations', with_bbox=True),\n"
         "    dict(type='Resize', scale=(1333, 800), keep_ratio=True),\n"
         "    dict(type='RandomFlip', prob=0.5), dict(type='PackDetInputs')]\n"
+        "ms_pipeline = [dict(type='RandomResize', scale=[(1333, 640), (1333, 800)], keep_ratio=True),\n"
+        "    dict(type='RandomResize', scale=(1333, 800), ratio_range=(0.1, 2.0), keep_ratio=True),\n"
+        "    dict(type='RandomChoiceResize', scales=[(1333, 640), (1333, 800)], keep_ratio=True)]\n"
+        "test_dataloader = dict(batch_size=1, dataset=dict(type='CocoDataset', ann_file='a.json',\n"
+        "    pipeline=ms_pipeline))\n"
         "train_dataloader = dict(batch_size=2, num_workers=2, persistent_workers=True,\n"
         "    dataset=dict(type='CocoDataset', data_root='data/coco/',\n"
         "        ann_file='annotations/instances_train2017.json', data_prefix=dict(img='train2017/'),\n"
@@ -246,6 +251,14 @@ def test_three_x_style_pieces(tmp_path):
     assert data["lr_config"] == {**own["lr_config"], "gamma": 0.1}
     assert data["runner"] == own["runner"]
     assert data["checkpoint_config"] == {"interval": 1} and data["log_config"]["interval"] == 50
+    # 3.x multi-scale resizes -> Resize with a range, a ratio range or a choice of scales
+    assert data["data"]["test_batch_size"] == 1
+    two = [[1333, 640], [1333, 800]]
+    assert data["data"]["test"]["pipeline"] == [
+        {"type": "Resize", "img_scale": two, "keep_ratio": True, "multiscale_mode": "range"},
+        {"type": "Resize", "img_scale": [1333, 800], "keep_ratio": True, "ratio_range": [0.1, 2.0]},
+        {"type": "Resize", "img_scale": two, "multiscale_mode": "value", "keep_ratio": True},
+    ]
 
 
 @pytest.mark.parametrize(
