@@ -161,7 +161,7 @@ class LoadReport:
             )
             from detcore.migration.checkpoint_upgrade import old_layout_hint
 
-            hint = old_layout_hint(self.unexpected)
+            hint = old_layout_hint(self.unexpected, self.missing)
             if hint:
                 lines.append(f"hint: {hint}")
         return "\n".join(lines)

@@ -115,13 +115,22 @@ def detect_layout(keys: list[str]) -> str:
     return "current"
 
 
-def old_layout_hint(unexpected: list[str]) -> str | None:
-    """A suggestion to run ``detcore checkpoint upgrade`` when unexpected keys look like an old layout."""
-    layout = detect_layout(unexpected)
-    if layout == "current":
+def old_layout_hint(unexpected: list[str], missing: list[str] | tuple[str, ...] = ()) -> str | None:
+    """A suggestion to run ``detcore checkpoint upgrade`` when the unexpected keys of a load are those of
+    an old layout (renamed, they are keys the model misses), or look like one on their own."""
+    wanted = set(missing)
+    found = None
+    for layout in ("1.x two-stage", "pre-2.14 SSD", "0.5 RetinaNet"):
+        renamed = (_rename(k, layout) for k in unexpected)
+        if any(new != old and new in wanted for old, new in zip(unexpected, renamed)):
+            found = layout
+            break
+    if found is None and detect_layout(list(unexpected)) != "current":
+        found = detect_layout(list(unexpected))
+    if found is None:
         return None
     return (
-        f"the checkpoint's keys look like the reference's {layout} layout: convert it with "
+        f"the checkpoint's keys look like the reference's {found} layout: convert it with "
         "`detcore checkpoint upgrade IN OUT` and load OUT"
     )
 

@@ -217,3 +217,15 @@ def test_pretrained_loader_refuses_pickles_too(tmp_path):
         state_dict_from(src)
     torch.save({"state_dict": {"module.w": torch.ones(1)}}, src)
     assert list(state_dict_from(src)) == ["w"]
+
+
+def test_upgrade_hint_from_renamed_keys_the_model_misses():
+    from detcore.migration.checkpoint_upgrade import old_layout_hint
+
+    # 0.5 RetinaNet: only the bare conv names are unexpected; with '.conv.' they are what the model misses
+    hint = old_layout_hint(["bbox_head.cls_convs.0.weight"], ["bbox_head.cls_convs.0.conv.weight"])
+    assert hint is not None and "0.5 RetinaNet layout" in hint and "detcore checkpoint upgrade" in hint
+    # 1.x two-stage: the top-level heads are unexpected, their roi_head. names missing
+    hint = old_layout_hint(["bbox_head.fc_cls.weight"], ["roi_head.bbox_head.fc_cls.weight"])
+    assert hint is not None and "1.x two-stage layout" in hint
+    assert old_layout_hint(["extra.weight"], ["other.weight"]) is None
