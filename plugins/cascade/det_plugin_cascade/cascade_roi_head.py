@@ -38,7 +38,7 @@ from detcore.models.roi_heads.base_roi_head import BaseRoIHead, proposal_boxes
 from detcore.models.task_utils.sampling_result import SamplingResult
 from detcore.models.utils import bbox2roi
 from detcore.registry import build
-from detcore.settings import NMS_SETTINGS, REQUIRED, Key, PerStage, Settings
+from detcore.settings import NMS_SETTINGS, REQUIRED, Key, PerStage, Settings, checked
 from detcore.structures.instances import Instances
 
 #: the keys one stage's ``train_cfg.rcnn`` table holds (read by the stage's sampling, box and mask heads)
@@ -124,10 +124,12 @@ class CascadeRoIHead(BaseRoIHead):
             bbox_head=bbox_head,
             mask_roi_extractor=mask_roi_extractor,
             mask_head=mask_head,
-            train_cfg=train_cfg,
             test_cfg=test_cfg,
             init_cfg=init_cfg,
         )
+        # the per-stage list is kept here (the base class takes one table)
+        self.train_cfg = checked(self, "train_cfg", train_cfg, where=name)
+        self.init_assigner_sampler()
 
     # -- building ---------------------------------------------------------------------------------
 
