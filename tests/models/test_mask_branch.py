@@ -173,23 +173,23 @@ def test_paste_window_matters_only_below_half() -> None:
     )
 
 
-def test_paste_is_one_batched_call_per_chunk_with_the_per_instance_result(monkeypatch) -> None:
-    g = torch.Generator().manual_seed(1)
-    masks = torch.rand(6, 28, 28, generator=g)
-    xy = torch.rand(6, 2, generator=g) * 40
-    boxes = torch.cat([xy, xy + 3 + torch.rand(6, 2, generator=g) * 30], 1)
-    # the reference's way on the CPU: one grid_sample per instance on its own window
-    per_instance = torch.zeros(6, 50, 60, dtype=torch.bool)
-    for k in range(6):
+def _per_instance_paste(masks: torch.Tensor, boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The reference's way on the CPU: one grid_sample per instance on its own window."""
+    out = torch.zeros(len(masks), h, w, dtype=torch.bool)
+    for k in range(len(masks)):
         x0, y0 = int(max(boxes[k, 0].floor() - 1, 0)), int(max(boxes[k, 1].floor() - 1, 0))
-        x1, y1 = int(min(boxes[k, 2].ceil() + 1, 60)), int(min(boxes[k, 3].ceil() + 1, 50))
+        x1, y1 = int(min(boxes[k, 2].ceil() + 1, w)), int(min(boxes[k, 3].ceil() + 1, h))
         gx = ((torch.arange(x0, x1).float() + 0.5) - boxes[k, 0]) / (boxes[k, 2] - boxes[k, 0]) * 2 - 1
         gy = ((torch.arange(y0, y1).float() + 0.5) - boxes[k, 1]) / (boxes[k, 3] - boxes[k, 1]) * 2 - 1
         grid = torch.stack([gx[None, :].expand(len(gy), -1), gy[:, None].expand(-1, len(gx))], 2)[None]
-        per_instance[k, y0:y1, x0:x1] = (
-            F.grid_sample(masks[k][None, None], grid, align_corners=False)[0, 0] >= 0.5
-        )
-    calls = []
+        out[k, y0:y1, x0:x1] = F.grid_sample(masks[k][None, None], grid, align_corners=False)[0, 0] >= 0.5
+    return out
+
+
+@pytest.fixture
+def grid_sample_calls(monkeypatch) -> list[int]:
+    """The batch size of every F.grid_sample call."""
+    calls: list[int] = []
     real = F.grid_sample
 
     def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -197,13 +197,36 @@ def test_paste_is_one_batched_call_per_chunk_with_the_per_instance_result(monkey
         return real(*args, **kwargs)
 
     monkeypatch.setattr(F, "grid_sample", counting)
-    assert torch.equal(paste_masks_in_image(masks, boxes, 50, 60), per_instance)
-    assert calls == [6]
-    calls.clear()
-    # a memory bound that fits two masks' windows per call
-    max_win = int(((boxes[:, 2:] - boxes[:, :2]).max()) + 3) ** 2 * 12
-    assert torch.equal(paste_masks_in_image(masks, boxes, 50, 60, chunk_bytes=2 * max_win), per_instance)
-    assert len(calls) >= 3 and sum(calls) == 6
+    return calls
+
+
+def test_paste_samples_similar_windows_in_one_call(grid_sample_calls) -> None:
+    g = torch.Generator().manual_seed(1)
+    masks = torch.rand(6, 28, 28, generator=g)
+    xy = torch.rand(6, 2, generator=g) * 40
+    # boxes 20-26 px: windows of 22-29 px, all in the same power of two (17..32)
+    boxes = torch.cat([xy, xy + 20 + torch.rand(6, 2, generator=g) * 6], 1)
+    expected = _per_instance_paste(masks, boxes, 70, 80)
+    grid_sample_calls.clear()
+    assert torch.equal(paste_masks_in_image(masks, boxes, 70, 80), expected)
+    assert grid_sample_calls == [6]
+    grid_sample_calls.clear()
+    # a memory bound that fits two padded windows (at most 29 x 29 px) per call
+    assert torch.equal(paste_masks_in_image(masks, boxes, 70, 80, chunk_bytes=2 * 29 * 29 * 24), expected)
+    assert grid_sample_calls == [2, 2, 2]
+
+
+def test_paste_groups_by_window_size_not_by_instance(grid_sample_calls) -> None:
+    g = torch.Generator().manual_seed(2)
+    n = 60
+    masks = torch.rand(n, 28, 28, generator=g)
+    xy = torch.rand(n, 2, generator=g) * 100
+    sizes = torch.tensor([4.0, 12.0, 40.0])[torch.arange(n) % 3]  # three sizes: at most 3 x 3 groups
+    boxes = torch.cat([xy, xy + sizes[:, None] * (1 + 0.1 * torch.rand(n, 2, generator=g))], 1)
+    expected = _per_instance_paste(masks, boxes, 150, 160)
+    grid_sample_calls.clear()
+    assert torch.equal(paste_masks_in_image(masks, boxes, 150, 160), expected)
+    assert 3 <= len(grid_sample_calls) <= 9 and sum(grid_sample_calls) == n
 
 
 def test_paste_no_detection_and_bad_shapes() -> None:

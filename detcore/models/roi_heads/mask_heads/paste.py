@@ -7,9 +7,10 @@ the CPU) a mask is only written inside its window ``[floor(x0) - 1, ceil(x1) + 1
 ceil(y1) + 1)`` clamped to the image; elsewhere it stays empty. Without it (the reference on the GPU)
 every pixel of the image is sampled.
 
-Instead of one ``grid_sample`` per instance, all windows of a chunk are padded to the chunk's largest
-window and sampled in one batched call; each value is then scattered to its own pixel. Every sampled
-value is computed from the same grid coordinate as in the per-instance form, so the result is identical.
+Instead of one ``grid_sample`` per instance, windows of similar size (the same powers of two in height
+and width) are padded to their group's largest window and sampled in one batched call per group (and
+memory chunk); each value is then scattered to its own pixel. Every sampled value is computed from the
+same grid coordinate as in the per-instance form, so the result is identical.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import torch.nn.functional as F
 
 #: memory one chunk of sampling may take (the reference's GPU_MEM_LIMIT)
 CHUNK_BYTES = 1024**3
-# bytes per sampled pixel: the (x, y) grid and the sampled value, float32
-_BYTES_PER_PIXEL = 12
+# bytes per sampled pixel: the float32 (x, y) grid and value, the int64 scatter index, the masks
+_BYTES_PER_PIXEL = 24
 
 
 def mask_windows(
@@ -106,27 +107,38 @@ def paste_masks_in_image(
     if skip_empty is None:
         skip_empty = device.type == "cpu"
     x0, y0, x1, y1 = mask_windows(boxes, img_h, img_w, skip_empty)
-    win_w_all, win_h_all = (x1 - x0).clamp(min=0), (y1 - y0).clamp(min=0)
-
-    # chunks of consecutive masks whose padded windows fit in chunk_bytes
-    per_mask = int(win_h_all.max()) * int(win_w_all.max()) * _BYTES_PER_PIXEL
-    chunk = max(1, chunk_bytes // max(per_mask, 1))
-    for start in range(0, n, chunk):
-        sl = slice(start, min(start + chunk, n))
-        win_w, win_h = int(win_w_all[sl].max()), int(win_h_all[sl].max())
-        if win_w == 0 or win_h == 0:
+    win_w, win_h = (x1 - x0).clamp(min=0), (y1 - y0).clamp(min=0)
+    out_flat = out.view(-1)
+    for group in _groups(win_h, win_w, chunk_bytes):
+        gh, gw = int(win_h[group].max()), int(win_w[group].max())
+        if gh == 0 or gw == 0:
             continue
-        values = _sample_windows(masks[sl], boxes[sl], x0[sl], y0[sl], win_w, win_h)
+        values = _sample_windows(masks[group], boxes[group], x0[group], y0[group], gw, gh)
         values = values >= threshold if threshold >= 0 else (values * 255).to(torch.uint8)
-        # scatter each window's pixels that lie inside its own window
-        cols = x0[sl, None] + torch.arange(win_w, device=device)  # (c, win_w)
-        rows = y0[sl, None] + torch.arange(win_h, device=device)  # (c, win_h)
-        inside = (cols < x1[sl, None])[:, None, :] & (rows < y1[sl, None])[:, :, None]
-        inst = torch.arange(sl.start, sl.stop, device=device)[:, None, None].expand_as(inside)
-        rr = rows[:, :, None].expand_as(inside)
-        cc = cols[:, None, :].expand_as(inside)
-        out[inst[inside], rr[inside], cc[inside]] = values[inside]
+        # scatter the pixels of each padded window that lie inside its own window
+        cols = x0[group, None] + torch.arange(gw, device=device)  # (g, gw)
+        rows = y0[group, None] + torch.arange(gh, device=device)  # (g, gh)
+        inside = (cols < x1[group, None])[:, None, :] & (rows < y1[group, None])[:, :, None]
+        flat = (group[:, None, None] * img_h + rows[:, :, None]) * img_w + cols[:, None, :]
+        out_flat[flat[inside]] = values[inside]
     return out
+
+
+def _groups(win_h: torch.Tensor, win_w: torch.Tensor, chunk_bytes: int) -> list[torch.Tensor]:
+    """Index groups sampled in one call each: windows whose height and width fall in the same powers
+    of two (so padding a group to its largest window at most quadruples its pixels), split so that
+    a group's padded windows fit in ``chunk_bytes``. The number of groups depends on the spread of
+    the window sizes, not on the number of masks."""
+    octave_h = torch.ceil(torch.log2(win_h.clamp(min=1).float())).long()
+    octave_w = torch.ceil(torch.log2(win_w.clamp(min=1).float())).long()
+    keys = octave_h * 64 + octave_w
+    groups = []
+    for key in torch.unique(keys).tolist():
+        members = torch.nonzero(keys == key).squeeze(1)
+        per_mask = int(win_h[members].max()) * int(win_w[members].max()) * _BYTES_PER_PIXEL
+        size = max(1, chunk_bytes // max(per_mask, 1))
+        groups.extend(members.split(size))
+    return groups
 
 
 __all__ = ["CHUNK_BYTES", "mask_windows", "paste_masks_in_image"]
