@@ -213,9 +213,8 @@ class BaseDenseHead(BaseModule):
                 f"('threshold_first': reference 2.18+ and 3.x; 'topk_first': before 2.18), got {order!r}"
             )
         if with_nms and order == "threshold_first":
-            return self._predict_threshold_first(
-                cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors, img_meta, cfg, rescale
-            )
+            levels = list(zip(cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors))
+            return self._predict_threshold_first(levels, img_meta, cfg, rescale)
         img_shape = tuple(img_meta["img_shape"][:2])
         nms_pre = int(cfg.get("nms_pre", -1))
         with_factors = score_factor_list[0] is not None
@@ -266,24 +265,20 @@ class BaseDenseHead(BaseModule):
 
     def _predict_threshold_first(
         self,
-        cls_score_list: list[torch.Tensor],
-        bbox_pred_list: list[torch.Tensor],
-        score_factor_list: list[torch.Tensor | None],
-        mlvl_priors: list[torch.Tensor],
+        levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]],
         img_meta: Mapping[str, Any],
         cfg: Mapping[str, Any],
         rescale: bool,
     ) -> Instances:
-        """``postprocess_order = "threshold_first"``: per level, the (anchor, class) pairs above
-        ``score_thr``, the ``nms_pre`` best of them; then :meth:`_bbox_post_process` (class-aware NMS)."""
+        """``postprocess_order = "threshold_first"``: per level (``(cls_score, bbox_pred, score_factor,
+        priors)`` of one image), the (anchor, class) pairs above ``score_thr``, the ``nms_pre`` best of
+        them; then :meth:`_bbox_post_process` (class-aware NMS)."""
         img_shape = tuple(img_meta["img_shape"][:2])
         nms_pre = int(cfg.get("nms_pre", -1))
         score_thr = float(cfg["score_thr"])
-        with_factors = score_factor_list[0] is not None
+        with_factors = levels[0][2] is not None
         mlvl_bboxes, mlvl_scores, mlvl_labels, mlvl_factors = [], [], [], []
-        for cls_score, bbox_pred, factor, priors in zip(
-            cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors
-        ):
+        for cls_score, bbox_pred, factor, priors in levels:
             cls_score, bbox_pred = self._flatten_level(cls_score, bbox_pred)
             scores = cls_score.sigmoid() if self.use_sigmoid_cls else cls_score.softmax(-1)[:, :-1]
             scores, labels, keep, kept = filter_scores_and_topk(
