@@ -1,12 +1,14 @@
-"""Distribution proof: ``pip install det-plugin-fcos`` from a wheelhouse brings in what it depends on.
+"""Distribution proof: ``pip install det-plugin-fcos`` (or ``det-plugin-rcnn``) from a wheelhouse brings
+in what it depends on.
 
-The wheels of detcore, det-plugin-resnet, det-plugin-fpn and det-plugin-fcos are built into a
-temporary wheelhouse; a fresh virtual environment then installs **only** ``det-plugin-fcos`` with
+The wheels of detcore, det-plugin-resnet, det-plugin-fpn, det-plugin-fcos and det-plugin-rcnn are built
+into a temporary wheelhouse; a fresh virtual environment then installs **only** ``det-plugin-fcos`` with
 ``pip install --no-index --find-links WHEELHOUSE``, so detcore and the two plugins FCOS builds on
-must come from dependency resolution. Third-party dependencies (torch, numpy, pluggy, ...) are not
-downloaded: the running environment's packages are linked into a directory that a ``.pth`` file
-puts on the fresh environment's path, where pip sees them (with their metadata) as installed.
-Finally a config that names only ``plugins = ["fcos"]`` trains two iterations with ``detcore train``.
+must come from dependency resolution; a second one installs only ``det-plugin-rcnn`` the same way.
+Third-party dependencies (torch, numpy, pluggy, ...) are not downloaded: the running environment's
+packages are linked into a directory that a ``.pth`` file puts on the fresh environment's path, where
+pip sees them (with their metadata) as installed. Finally a config that names only
+``plugins = ["fcos"]`` (``["rcnn"]``: a tiny Faster R-CNN) trains two iterations with ``detcore train``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ SOURCES = {
     "det-plugin-resnet": ROOT / "plugins" / "resnet",
     "det-plugin-fpn": ROOT / "plugins" / "fpn",
     "det-plugin-fcos": ROOT / "plugins" / "fcos",
+    "det-plugin-rcnn": ROOT / "plugins" / "rcnn",
 }
 # what belongs to this project (never linked from the development environment)
 OWN_PREFIXES = ("detcore", "det_plugin", "det-plugin", "__editable__", "_detcore", "easy-install",
@@ -137,24 +140,37 @@ def link_third_party(dest: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def fcos_env(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("wheelhouse_fcos")
-    wheelhouse = tmp / "wheelhouse"
-    wheelhouse.mkdir()
-    wheels = {name: build_wheel(src, wheelhouse) for name, src in SOURCES.items()}
+def wheelhouse(tmp_path_factory):
+    """Every distribution's wheel, built once: ``(folder, {distribution: wheel})``."""
+    folder = tmp_path_factory.mktemp("wheelhouse")
+    return folder, {name: build_wheel(src, folder) for name, src in SOURCES.items()}
+
+
+def make_env(tmp: Path, wheelhouse: Path, wheels: dict, distribution: str) -> dict:
+    """A fresh venv in which only ``distribution`` was installed from the wheelhouse."""
     venv = tmp / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", venv])
     py = venv / "bin" / "python"
     site = Path(run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     link_third_party(tmp / "deps")
-    (site / "zz_fcos_test_deps.pth").write_text(str(tmp / "deps") + "\n")
-    # det-plugin-fcos alone: its dependencies must be resolved from the wheelhouse
+    (site / "zz_test_deps.pth").write_text(str(tmp / "deps") + "\n")
+    # the distribution alone: its dependencies must be resolved from the wheelhouse
     install = run([sys.executable, "-m", "pip", "--python", py, "install", "--no-index", "--find-links",
-                   wheelhouse, "det-plugin-fcos"])
+                   wheelhouse, distribution])
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DETCORE_DISABLE_PLUGINS")}
     env["OMP_NUM_THREADS"] = "1"
     return {"tmp": tmp, "py": py, "venv": venv, "site": site, "env": env, "wheels": wheels,
             "install_log": install.stdout}
+
+
+@pytest.fixture(scope="module")
+def fcos_env(tmp_path_factory, wheelhouse):
+    return make_env(tmp_path_factory.mktemp("env_fcos"), *wheelhouse, "det-plugin-fcos")
+
+
+@pytest.fixture(scope="module")
+def rcnn_env(tmp_path_factory, wheelhouse):
+    return make_env(tmp_path_factory.mktemp("env_rcnn"), *wheelhouse, "det-plugin-rcnn")
 
 
 def test_dependencies_come_from_the_wheelhouse(fcos_env):
@@ -195,3 +211,93 @@ def test_two_training_iterations_from_a_config_naming_only_fcos(fcos_env):
         assert all(k in rec for k in ("loss_cls", "loss_bbox", "loss_centerness"))
         total = rec["loss_cls"] + rec["loss_bbox"] + rec["loss_centerness"]
         assert rec["loss"] == pytest.approx(total, rel=1e-3)
+
+
+# -- det-plugin-rcnn alone ---------------------------------------------------------------------------
+
+TINY_RCNN_CONFIG = """
+plugins = ["rcnn"]
+seed = 0
+
+[model]
+type = "FasterRCNN"
+[model.backbone]
+type = "ResNet"
+depth = 18
+base_channels = 8
+out_indices = [0, 1, 2, 3]
+frozen_stages = -1
+norm_cfg = { type = "BN" }
+norm_eval = false
+[model.neck]
+type = "FPN"
+in_channels = [8, 16, 32, 64]
+out_channels = 16
+num_outs = 5
+[model.rpn_head]
+type = "RPNHead"
+in_channels = 16
+feat_channels = 16
+[model.roi_head]
+type = "StandardRoIHead"
+[model.roi_head.bbox_roi_extractor]
+type = "SingleRoIExtractor"
+roi_layer = { type = "RoIAlign", output_size = 7 }
+out_channels = 16
+featmap_strides = [4, 8, 16, 32]
+[model.roi_head.bbox_head]
+type = "Shared2FCBBoxHead"
+in_channels = 16
+fc_out_channels = 32
+num_classes = 3
+[model.train_cfg.rpn]
+assigner = { type = "MaxIoUAssigner", pos_iou_thr = 0.7, neg_iou_thr = 0.3, min_pos_iou = 0.3 }
+sampler = { type = "RandomSampler", num = 64, pos_fraction = 0.5, add_gt_as_proposals = false }
+[model.train_cfg.rpn_proposal]
+nms_pre = 200
+max_per_img = 100
+nms = { type = "nms", iou_threshold = 0.7 }
+min_bbox_size = 0
+[model.train_cfg.rcnn]
+assigner = { type = "MaxIoUAssigner", pos_iou_thr = 0.5, neg_iou_thr = 0.5, min_pos_iou = 0.5 }
+sampler = { type = "RandomSampler", num = 64, pos_fraction = 0.25, add_gt_as_proposals = true }
+[model.test_cfg.rpn]
+nms_pre = 200
+max_per_img = 100
+nms = { type = "nms", iou_threshold = 0.7 }
+min_bbox_size = 0
+[model.test_cfg.rcnn]
+score_thr = 0.05
+nms = { type = "nms", iou_threshold = 0.5 }
+max_per_img = 10
+""" + TINY_CONFIG[TINY_CONFIG.index("[data]"):]
+
+
+def test_rcnn_dependencies_come_from_the_wheelhouse(rcnn_env):
+    names = sorted(p.name.split("-")[0] for p in rcnn_env["site"].glob("*.dist-info"))
+    assert names == ["det_plugin_fpn", "det_plugin_rcnn", "det_plugin_resnet", "detcore"]
+    code = "import det_plugin_rcnn as r; print(r.__file__)"
+    out = run([rcnn_env["py"], "-c", code], env=rcnn_env["env"], cwd=rcnn_env["tmp"]).stdout.strip()
+    assert out.startswith(str(rcnn_env["site"]))
+    out = run([rcnn_env["venv"] / "bin" / "detcore", "plugins", "--json"], env=rcnn_env["env"],
+              cwd=rcnn_env["tmp"]).stdout
+    plugins = {p["name"]: p for p in json.loads(out)}
+    rcnn = plugins["rcnn"]
+    assert rcnn["distribution"] == "det-plugin-rcnn" and rcnn["status"] == "loaded"
+    assert rcnn["components"]["dense_head"] == ["RPNHead"]
+    assert {"RPN", "FastRCNN", "FasterRCNN"} <= set(rcnn["components"]["detector"])
+    assert {p["name"] for p in plugins.values() if not p["builtin"]} == {"rcnn", "fpn", "resnet"}
+
+
+def test_two_training_iterations_from_a_config_naming_only_rcnn(rcnn_env):
+    work = rcnn_env["tmp"] / "run"
+    work.mkdir()
+    (work / "tiny.toml").write_text(TINY_RCNN_CONFIG)
+    result = run([rcnn_env["venv"] / "bin" / "detcore", "train", "tiny.toml", "--work-dir", "wd", "--device",
+                  "cpu"], env=rcnn_env["env"], cwd=work)  # fmt: skip
+    assert "Iter [2/2]" in result.stdout + result.stderr
+    (log,) = (work / "wd").glob("*.log.json")
+    records = [json.loads(line) for line in log.read_text().splitlines() if '"loss"' in line]
+    assert len(records) == 2
+    for rec in records:
+        assert all(k in rec for k in ("loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "acc", "loss_bbox"))
