@@ -123,7 +123,7 @@ class DeltaXYWHBBoxCoder:
                 f"encode: bboxes {tuple(bboxes.shape)} and gt_bboxes {tuple(gt_bboxes.shape)} "
                 "must both be (N, 4)"
             )
-        return bbox2delta(bboxes, gt_bboxes, self.means, self.stds)
+        return self._encode(bboxes, gt_bboxes)
 
     def decode(
         self,
@@ -140,16 +140,16 @@ class DeltaXYWHBBoxCoder:
             raise ValueError(
                 f"decode: pred_bboxes {tuple(pred_bboxes.shape)} do not match bboxes {tuple(bboxes.shape)}"
             )
+        return self._decode(bboxes, pred_bboxes, max_shape, wh_ratio_clip)
+
+    def _encode(self, bboxes: torch.Tensor, gt_bboxes: torch.Tensor) -> torch.Tensor:
+        return bbox2delta(bboxes, gt_bboxes, self.means, self.stds)
+
+    def _decode(self, bboxes: torch.Tensor, pred_bboxes: torch.Tensor, max_shape: MaxShape | None,
+                wh_ratio_clip: float) -> torch.Tensor:
         return delta2bbox(
-            bboxes,
-            pred_bboxes,
-            self.means,
-            self.stds,
-            max_shape,
-            wh_ratio_clip,
-            self.clip_border,
-            self.add_ctr_clamp,
-            self.ctr_clamp,
+            bboxes, pred_bboxes, self.means, self.stds, max_shape, wh_ratio_clip, self.clip_border,
+            self.add_ctr_clamp, self.ctr_clamp,
         )
 
 
@@ -204,32 +204,22 @@ def legacy_delta2bbox(
     return torch.stack([x1, y1, x2, y2], dim=-1).view_as(deltas)
 
 
-class LegacyDeltaXYWHBBoxCoder:
-    """:class:`DeltaXYWHBBoxCoder` with the 1.x ``+1`` convention (widths ``x2 - x1 + 1``)."""
+class LegacyDeltaXYWHBBoxCoder(DeltaXYWHBBoxCoder):
+    """:class:`DeltaXYWHBBoxCoder` with the 1.x ``+1`` convention (widths ``x2 - x1 + 1``; decoded boxes
+    clipped to ``[0, w - 1]`` / ``[0, h - 1]``)."""
 
     def __init__(
         self,
         target_means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
         target_stds: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
     ) -> None:
-        self.means = tuple(float(m) for m in target_means)
-        self.stds = tuple(float(s) for s in target_stds)
-        self.encode_size = 4
+        super().__init__(target_means, target_stds)
 
-    def encode(self, bboxes: torch.Tensor, gt_bboxes: torch.Tensor) -> torch.Tensor:
-        if bboxes.size(0) != gt_bboxes.size(0):
-            raise ValueError(f"encode: {bboxes.size(0)} bboxes vs {gt_bboxes.size(0)} gt_bboxes")
+    def _encode(self, bboxes: torch.Tensor, gt_bboxes: torch.Tensor) -> torch.Tensor:
         return legacy_bbox2delta(bboxes, gt_bboxes, self.means, self.stds)
 
-    def decode(
-        self,
-        bboxes: torch.Tensor,
-        pred_bboxes: torch.Tensor,
-        max_shape: MaxShape | None = None,
-        wh_ratio_clip: float = 16 / 1000,
-    ) -> torch.Tensor:
-        if pred_bboxes.size(0) != bboxes.size(0):
-            raise ValueError(f"decode: {pred_bboxes.size(0)} predictions vs {bboxes.size(0)} bboxes")
+    def _decode(self, bboxes: torch.Tensor, pred_bboxes: torch.Tensor, max_shape: MaxShape | None,
+                wh_ratio_clip: float) -> torch.Tensor:
         return legacy_delta2bbox(bboxes, pred_bboxes, self.means, self.stds, max_shape, wh_ratio_clip)
 
 
