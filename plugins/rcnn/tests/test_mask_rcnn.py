@@ -259,3 +259,17 @@ def test_images_without_ground_truth_train_with_a_zero_mask_loss(shapes, one_thr
     losses = model(**dict(batch, gt_instances=[empty, empty]))
     assert float(losses["loss_mask"].detach().sum()) == 0 and losses["loss_mask"].requires_grad
     _total(losses).backward()
+
+
+def test_no_detection_gives_empty_masks_of_the_original_size(shapes, one_thread):
+    from detcore.testing import two_image_batch
+
+    cfg = copy.deepcopy(shapes["cfg"])
+    cfg["model"]["test_cfg"]["rcnn"]["score_thr"] = 1.1  # no score reaches it
+    model = _model(cfg).eval()
+    batch = two_image_batch()
+    with torch.no_grad():
+        results = model(imgs=batch["imgs"], img_metas=batch["img_metas"])
+    for res, meta in zip(results, batch["img_metas"]):
+        assert len(res) == 0 and res.masks.dtype == torch.bool
+        assert tuple(res.masks.shape) == (0, *meta["ori_shape"][:2])
