@@ -208,3 +208,47 @@ def test_thirty_iterations_on_shapes_lower_every_loss(tmp_path):
     after = measured_losses(model, probe)
     for name in before:
         assert after[name] < 0.95 * before[name], f"{name}: {before[name]:.4f} -> {after[name]:.4f}"
+
+
+def test_fast_rcnn_through_the_data_pipeline_with_a_proposals_file(tmp_path):
+    """LoadProposals reads a JSON proposals file keyed by image id; the proposals follow the resize into
+    the batch (``proposals``) and Fast R-CNN trains and predicts on them."""
+    import json
+
+    from detcore.data import build_dataloader, build_dataset
+
+    cfg = load_config(SHAPES).to_dict()
+    train = cfg["data"]["train"]
+    train.update(root=str(tmp_path / "shapes"), num_images=4, num_val=2, image_size=[128, 128])
+    for step in train["pipeline"]:
+        if step["type"] == "RandomFlip":
+            step["flip_ratio"] = 0.0
+    ids = [info["id"] for info in build_dataset({**train, "pipeline": []}).data_infos]
+    path = tmp_path / "proposals.json"
+    path.write_text(json.dumps({str(i): [[4, 4, 60, 60, 0.9], [30, 30, 100, 110, 0.5]] for i in ids}))
+    train["pipeline"].insert(1, {"type": "LoadProposals", "num_max_proposals": 100,
+                                 "proposal_file": str(path)})  # fmt: skip
+    loader = build_dataloader(build_dataset(train), batch_size=2, num_workers=0, shuffle=False, seed=0,
+                              pad_size_divisor=32)  # fmt: skip
+    batch = next(iter(loader))
+    scale = batch["img_metas"][0]["scale_factor"][0]  # 128 px images resized to 320
+    torch.testing.assert_close(batch["proposals"][0].bboxes[0], torch.tensor([4.0, 4.0, 60.0, 60.0]) * scale)
+    table = cfg["model"]
+    torch.manual_seed(0)
+    fast = dict(type="FastRCNN", backbone=table["backbone"], neck=table["neck"], roi_head=table["roi_head"],
+                train_cfg={"rcnn": table["train_cfg"]["rcnn"]},
+                test_cfg={"rcnn": table["test_cfg"]["rcnn"]})  # fmt: skip
+    model = detcore.build("detector", fast)
+    model.init_weights()
+    model.train()
+    losses = model(**batch)
+    assert set(losses) == {"loss_cls", "acc", "loss_bbox"} and torch.isfinite(total(losses))
+    model.eval()
+    with torch.no_grad():
+        results = model(batch["imgs"], batch["img_metas"], proposals=batch["proposals"])
+    assert len(results) == 2 and all(len(r) <= 2 * 3 for r in results)  # <= one per proposal and class
+    # a proposals file that does not match the dataset is an error naming the image
+    path.write_text(json.dumps({"12345": [[0, 0, 5, 5]]}))
+    loader = build_dataloader(build_dataset(train), batch_size=2, num_workers=0, shuffle=False, seed=0)
+    with pytest.raises(ValueError, match=r"no proposals for image \d+ \(\S+\.jpg\)"):
+        next(iter(loader))
