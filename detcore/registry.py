@@ -19,7 +19,7 @@ from typing import Any, Callable
 from detcore.errors import ComponentError, ConfigError, nearest
 from detcore.hookspecs import COMPONENT_KINDS
 from detcore.plugins import DetcorePluginManager, PluginInfo, get_plugin_manager, report_failures
-from detcore.settings import check_settings
+from detcore.settings import UNRESOLVED, check_settings, stage_item
 
 
 @dataclass(frozen=True)
@@ -215,31 +215,37 @@ class Registry:
                 kinds[name] = offered.pop()
         return kinds
 
-    def resolve_argument(self, owner: Callable[..., Any], source: Any, key: str) -> tuple[Any, Any] | None:
+    def resolve_argument(
+        self, owner: Callable[..., Any], source: Any, key: str, stage: int | None = None
+    ) -> Any:
         """The factory of ``owner``'s sub-component at argument ``key`` and its arguments.
 
         ``source`` is ``owner``'s arguments (a mapping; a missing key takes the parameter's default)
-        or the built owner. A table gives ``(factory, table)``, a built object ``(type, object)``;
-        ``None`` when there is nothing to resolve. Used to follow settings to the component reading
-        them (:class:`detcore.settings.Delegate`).
+        or the built owner; ``stage`` picks one item of a per-stage list of sub-components. A table
+        gives ``(factory, table)``, a built object ``(type, object)``; ``None`` when there is none and
+        :data:`~detcore.settings.UNRESOLVED` when it cannot be told (an unknown name, a list outside a
+        stage). Used to follow settings to the component reading them (``detcore.settings``).
         """
         if isinstance(source, Mapping):
             value = source.get(key)
             if value is None:
                 param = accepted_parameters(owner)[0].get(key)
                 value = param.default if param is not None else None
+                if value is inspect.Parameter.empty:
+                    value = None
         else:
             value = getattr(source, key, None)
-        if value is None:
-            return None
+        value = stage_item(value, stage)
+        if value is None or value is UNRESOLVED:
+            return value
         if not isinstance(value, Mapping):
             return type(value), value
         if not isinstance(value.get("type"), str):
-            return None
+            return UNRESOLVED
         try:
             entry = self.lookup(value["type"], self.parameter_kinds(owner).get(key))
         except ComponentError:
-            return None
+            return UNRESOLVED
         return entry.factory, value
 
     # -- building ----------------------------------------------------------------------------------

@@ -58,17 +58,40 @@ class SettingsError(ConfigError):
         self.reason = reason
 
 
-def _object_resolver(owner: type, source: Any, key: str) -> tuple[type, Any] | None:
+class _Unresolved:
+    def __repr__(self) -> str:
+        return "UNRESOLVED"
+
+
+#: what a resolver gives for a sub-component that exists but whose class it cannot tell
+UNRESOLVED: Any = _Unresolved()
+
+
+def stage_item(value: Any, stage: int | None) -> Any:
+    """``value[stage]`` for a per-stage list of components inside a :class:`PerStage` check;
+    :data:`UNRESOLVED` for a list outside one (or too short); other values as they are."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ModuleList":
+        if stage is None or stage >= len(value):
+            return UNRESOLVED
+        return value[stage]
+    return value
+
+
+def _object_resolver(owner: type, source: Any, key: str, stage: int | None = None) -> Any:
     """Sub-components that are built objects (an argument of ``source`` or an attribute of it)."""
     value = source.get(key) if isinstance(source, Mapping) else getattr(source, key, None)
-    if value is None or isinstance(value, Mapping):
-        return None
+    value = stage_item(value, stage)
+    if value is None or value is UNRESOLVED:
+        return value
+    if isinstance(value, Mapping):
+        return UNRESOLVED
     return type(value), value
 
 
-#: ``resolver(owner_class, source, key) -> (class, source) | None``: the class of the owner's
-#: sub-component at argument ``key`` and where its own arguments are (a table or the built object)
-Resolver = Callable[[type, Any, str], "tuple[type, Any] | None"]
+#: ``resolver(owner_class, source, key, stage) -> (class, source) | None | UNRESOLVED``: the class of
+#: the owner's sub-component at argument ``key`` (item ``stage`` of a per-stage list) and where its own
+#: arguments are (a table or the built object); ``None`` when there is none
+Resolver = Callable[[type, Any, str, "int | None"], Any]
 
 
 @dataclass(frozen=True)
@@ -84,6 +107,8 @@ class Context:
     source: Any
     phase: str
     resolver: Resolver = _object_resolver
+    #: the stage being checked inside a :class:`PerStage` (selects per-stage sub-components)
+    stage: int | None = None
     component: Callable[[Any, str, str], None] = lambda value, path, kind: None
     unchecked: Callable[[Any, str], None] = lambda value, path: None
 
@@ -96,8 +121,8 @@ class Context:
         """``"RetinaHead's test_cfg"``, for messages."""
         return f"{self.name}'s {self.phase}"
 
-    def resolve(self, key: str) -> tuple[type, Any] | None:
-        return self.resolver(self.owner, self.source, key)
+    def resolve(self, key: str) -> Any:
+        return self.resolver(self.owner, self.source, key, self.stage)
 
 
 class Node:
@@ -164,21 +189,57 @@ def _isinstance(value: Any, types: tuple[type, ...]) -> bool:
 
 class Settings(Node):
     """A table with declared keys: an unknown key is refused with the nearest declared one, a
-    :data:`REQUIRED` key must be present, and each value is checked by its :class:`Key`."""
+    :data:`REQUIRED` key must be present, and each value is checked by its :class:`Key`.
+
+    ``.including(Delegate("bbox_head"), ...)`` adds the keys that sub-components declare for the same
+    table (a RoI head passes its ``train_cfg`` on to its box and mask heads, which read ``pos_weight``
+    and ``mask_size``): an absent sub-component adds none; one whose class cannot be told (an
+    unresolvable table) leaves the table open to unknown keys.
+    """
 
     def __init__(self, keys: Mapping[str, Node] | None = None, /, **more: Node) -> None:
         self.keys: dict[str, Node] = {**(keys or {}), **more}
+        self.includes: tuple[Delegate, ...] = ()
         for name, node in self.keys.items():
             if not isinstance(node, Node):
                 raise TypeError(f"Settings: key '{name}' must be declared with Key(...), got {node!r}")
 
+    def _derived(self, keys: Mapping[str, Node], includes: tuple[Delegate, ...] | None = None) -> Settings:
+        out = Settings(keys)
+        out.includes = self.includes if includes is None else includes
+        return out
+
     def extend(self, **more: Node) -> Settings:
         """These keys plus ``more`` (a subclass's additions; a name given again replaces the old one)."""
-        return Settings(self.keys, **more)
+        return self._derived({**self.keys, **more})
 
     def without(self, *names: str) -> Settings:
         """These keys less ``names``."""
-        return Settings({k: v for k, v in self.keys.items() if k not in names})
+        return self._derived({k: v for k, v in self.keys.items() if k not in names})
+
+    def including(self, *delegates: Delegate) -> Settings:
+        """These keys plus those the sub-components named by ``delegates`` declare (see the class)."""
+        return self._derived(self.keys, self.includes + tuple(delegates))
+
+    def declared(self, ctx: Context) -> tuple[dict[str, tuple[Node, Context]], bool]:
+        """Every key this table accepts in ``ctx`` with its node and the context of its reader, and
+        whether an unresolvable include leaves the table open."""
+        keys = {k: (n, ctx) for k, n in self.keys.items()}
+        open_ended = False
+        for delegate in self.includes:
+            target = delegate.target(ctx)
+            if target is UNRESOLVED:
+                open_ended = True
+            elif target is not None:
+                spec, child = target
+                if not isinstance(spec, Settings):
+                    open_ended = True
+                    continue
+                more, child_open = spec.declared(child)
+                open_ended = open_ended or child_open
+                for k, entry in more.items():
+                    keys.setdefault(k, entry)
+        return keys, open_ended
 
     def defaults(self) -> dict[str, Any]:
         """``{key: default}`` of the keys that have one (neither ``None`` nor :data:`REQUIRED`)."""
@@ -191,22 +252,26 @@ class Settings(Node):
     def check(self, value: Any, path: str, ctx: Context) -> None:
         if not isinstance(value, Mapping):
             raise SettingsError(path, f"must be a table ({ctx.where}), got {type(value).__name__}")
+        keys, open_ended = self.declared(ctx)
         for key in value:
-            if key not in self.keys:
-                hints = nearest(str(key), self.keys)
-                hint = f"; did you mean '{hints[0]}'?" if hints else ""
+            if key not in keys and not open_ended:
+                hints = nearest(str(key), keys)
+                hint = f"; did you mean '{hints[0]}'? " if hints else ". "
                 raise SettingsError(
                     _join(path, key),
-                    f"unknown key '{key}' in {ctx.where}{hint} "
-                    f"Known keys: {', '.join(sorted(self.keys))}",
+                    f"unknown key '{key}' in {ctx.where}{hint}Known keys: {', '.join(sorted(keys))}",
                 )
-        for key, node in self.keys.items():
+        for key, (node, reader) in keys.items():
             if key in value:
-                node.check(value[key], _join(path, key), ctx)
+                node.check(value[key], _join(path, key), reader)
             elif isinstance(node, Key) and node.default is REQUIRED:
                 raise SettingsError(
-                    _join(path, key), f"missing key '{key}' ({node.doc or node.describe()}) in {ctx.where}"
+                    _join(path, key), f"missing key '{key}' ({node.doc or node.describe()}) in {reader.where}"
                 )
+        if open_ended:
+            for key in value:
+                if key not in keys:
+                    ctx.unchecked(value[key], _join(path, key))
 
     def describe(self) -> str:
         return "table"
@@ -230,7 +295,7 @@ class PerStage(Node):
                 path, f"must be an array of per-stage tables ({ctx.where}), got {type(value).__name__}"
             )
         for i, item in enumerate(value):
-            self.stage.check(item, _join(path, str(i)), ctx)
+            self.stage.check(item, _join(path, str(i)), replace(ctx, stage=i))
 
     def describe(self) -> str:
         return f"array of {self.stage.describe()}"
@@ -245,15 +310,26 @@ class Delegate(Node):
     component: str
     phase: str | None = None
 
-    def check(self, value: Any, path: str, ctx: Context) -> None:
+    def target(self, ctx: Context) -> Any:
+        """``(declaration, context)`` of the sub-component; ``None`` when it is absent,
+        :data:`UNRESOLVED` when its class cannot be told or it declares nothing for the phase."""
         phase = self.phase or ctx.phase
-        target = ctx.resolve(self.component)
-        spec = getattr(target[0], SETTINGS_ATTRS[phase], None) if target else None
-        if spec is None:
+        found = ctx.resolve(self.component)
+        if found is None or found is UNRESOLVED:
+            return found
+        cls, source = found
+        spec = getattr(cls, SETTINGS_ATTRS[phase], None)
+        if not isinstance(spec, Node):
+            return UNRESOLVED
+        return spec, replace(ctx, owner=cls, source=source, phase=phase, stage=None)
+
+    def check(self, value: Any, path: str, ctx: Context) -> None:
+        target = self.target(ctx)
+        if target is None or target is UNRESOLVED:
             ctx.unchecked(value, path)
             return
-        cls, source = target
-        spec.check(value, path, replace(ctx, owner=cls, source=source, phase=phase))
+        spec, child = target
+        spec.check(value, path, child)
 
     def describe(self) -> str:
         return f"{self.component}'s settings"

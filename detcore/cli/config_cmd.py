@@ -21,7 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="override a key with a TOML-typed value (repeatable)",
     )
     show.add_argument("--provenance", action="store_true", help="list the file or override that set each key")
-    show.add_argument("--validate", action="store_true", help="also check plugins and component keys")
+    show.add_argument(
+        "--validate", action="store_true",
+        help="also check plugins, component keys and settings (train_cfg / test_cfg keys)",
+    )
     show.set_defaults(func=run_show)
     from detcore.cli.config_import_cmd import add_import_parser
 

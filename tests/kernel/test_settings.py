@@ -283,3 +283,125 @@ def test_settings_declarations_derive_and_report_defaults():
     assert derived.defaults() == {"a": 1, "d": "x"}
     with pytest.raises(TypeError, match="key 'e' must be declared with Key"):
         Settings(e=3)
+
+
+# -- settings a table passes on to its sub-components (RoI head -> box / mask heads) ---------------
+
+
+class BoxHeadWithSettings(nn.Module):
+    train_settings = Settings(pos_weight=Key(float, -1.0))
+    test_settings = Settings(score_thr=Key(float, REQUIRED))
+
+    def __init__(self, fc_channels: int = 16):
+        super().__init__()
+
+
+class MaskHeadWithSettings(nn.Module):
+    train_settings = Settings(mask_size=Key(int, REQUIRED))
+
+    def __init__(self):
+        super().__init__()
+
+
+class RoIHead(nn.Module):
+    component_kinds = {"bbox_head": "roi_head", "mask_head": "roi_head"}
+    train_settings = Settings(assigner=Key(kind="task_util", default=REQUIRED)).including(
+        Delegate("bbox_head"), Delegate("mask_head")
+    )
+
+    def __init__(self, bbox_head, mask_head=None, train_cfg=None, test_cfg=None):
+        super().__init__()
+
+
+class StagedRoIHead(nn.Module):
+    """Cascade-like: one box head and one train table per stage; each stage's table takes the keys
+    of that stage's box head."""
+
+    component_kinds = {"bbox_head": "roi_head"}
+    train_settings = PerStage(Settings(assigner=Key(kind="task_util")).including(Delegate("bbox_head")))
+
+    def __init__(self, bbox_head, train_cfg=None):
+        super().__init__()
+
+
+@pytest.fixture
+def roi_reg(plugin_env):
+    _, registry = plugin_env([(
+        "roi", "det-plugin-roi", "1.0",
+        {
+            "detcore_register_roi_heads": {
+                "RoIHead": RoIHead, "StagedRoIHead": StagedRoIHead, "Box": BoxHeadWithSettings,
+                "Mask": MaskHeadWithSettings, "Plain": BoxHead,
+            },
+            "detcore_register_task_utils": {"Assigner": Assigner},
+        },
+    )])
+    return registry
+
+
+def test_included_keys_follow_the_sub_components_present(roi_reg):
+    assigner = {"type": "Assigner", "pos_iou_thr": 0.5}
+    box, mask = {"type": "Box"}, {"type": "Mask"}
+    build = roi_reg.build
+    head = {"type": "RoIHead", "bbox_head": box}
+    build("roi_head", {**head, "train_cfg": {"assigner": assigner, "pos_weight": 2.0}})
+    # mask_size belongs to the mask head: refused without one, with the nearest key of those present
+    with pytest.raises(ConfigError, match=r"roi\.train_cfg\.mask_size: unknown key 'mask_size' in RoIHead's "
+                                          r"train_cfg.*Known keys: assigner, pos_weight"):
+        build("roi_head", {**head, "train_cfg": {"assigner": assigner, "mask_size": 28}}, where="roi")
+    # ... accepted (and required) with one; a wrong type names the reader
+    build("roi_head", {**head, "mask_head": mask, "train_cfg": {"assigner": assigner, "mask_size": 28}})
+    with pytest.raises(ConfigError, match="missing key 'mask_size' .* in MaskHeadWithSettings's train_cfg"):
+        build("roi_head", {**head, "mask_head": mask, "train_cfg": {"assigner": assigner}})
+    with pytest.raises(ConfigError, match=r"expects float \(BoxHeadWithSettings's train_cfg\), got str"):
+        build("roi_head", {**head, "train_cfg": {"assigner": assigner, "pos_weight": "x"}})
+    # a box head that declares nothing leaves the table open (it may read anything)
+    build("roi_head", {"type": "RoIHead", "bbox_head": {"type": "Plain"},
+                       "train_cfg": {"assigner": assigner, "whatever": 1}})
+
+
+def test_per_stage_tables_take_the_keys_of_their_stage_component(roi_reg, tmp_path):
+    text = """
+[head]
+type = "StagedRoIHead"
+bbox_head = [{ type = "Box" }, { type = "Plain" }]
+[[head.train_cfg]]
+pos_weight = 1.0
+[[head.train_cfg]]
+pos_weigt = 1.0
+"""
+    # stage 1's box head declares nothing: its table is open; stage 0's is checked against Box
+    validate_config(load_config(write(tmp_path, text)), registry=roi_reg)
+    bad = text.replace("pos_weight = 1.0", "pos_wieght = 1.0")
+    msg = error_of(load_config(write(tmp_path, bad)), roi_reg)
+    assert "head.train_cfg.0.pos_wieght: unknown key 'pos_wieght' in StagedRoIHead's train_cfg; did you " \
+        "mean 'pos_weight'?" in msg, msg
+
+
+def test_validate_accepts_the_shipped_roi_layer_tables(tmp_path):
+    """With the real registry: ``roi_layer = {type = "RoIAlign"}`` inside an extractor validates as the
+    roi_layer kind (the extractor declares it), and its keys are RoIAlign's."""
+    pytest.importorskip("det_plugin_rcnn", reason="det-plugin-rcnn is not installed")
+    from detcore.registry import get_registry
+
+    text = """
+[model]
+type = "SingleRoIExtractor"
+roi_layer = { type = "RoIAlign", output_size = 7, sampling_ratio = 0 }
+out_channels = 256
+featmap_strides = [4, 8, 16, 32]
+"""
+    registry = get_registry()
+    assert registry.get("roi_layer", "RoIAlign").factory.__name__ == "RoIAlign"
+    cfg = load_config(write(tmp_path, text))
+    cfg.data["extractor"] = cfg.data.pop("model")  # not a detector: validated by its name alone
+    validate_config(cfg, registry=registry)
+    extractor = registry.build("roi_extractor", cfg["extractor"])
+    assert [layer.spatial_scale for layer in extractor.roi_layers] == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+    cfg.data["extractor"]["roi_layer"]["pool_mod"] = "avg"
+    with pytest.raises(ConfigError, match="extractor.roi_layer.pool_mod: unknown key 'pool_mod' for "
+                                          "roi_layer 'RoIAlign'"):
+        validate_config(cfg, registry=registry)
+    cfg.data["extractor"]["roi_layer"] = {"type": "SingleRoIExtractor"}
+    with pytest.raises(ConfigError, match="unknown roi_layer 'SingleRoIExtractor'.*exists as a roi_extr"):
+        validate_config(cfg, registry=registry)

@@ -20,6 +20,7 @@ import torch
 
 from detcore.models.init import BaseModule
 from detcore.registry import build
+from detcore.settings import checked
 from detcore.structures.instances import Instances
 
 
@@ -36,6 +37,11 @@ class BaseRoIHead(BaseModule):
         init_cfg: weight-init table(s).
     """
 
+    component_kinds = {
+        "bbox_roi_extractor": "roi_extractor", "bbox_head": "roi_head", "mask_roi_extractor": "roi_extractor",
+        "mask_head": "roi_head", "shared_head": "roi_head",
+    }
+
     def __init__(
         self,
         bbox_roi_extractor: Mapping[str, Any] | None = None,
@@ -48,8 +54,6 @@ class BaseRoIHead(BaseModule):
         init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__(init_cfg)
-        self.train_cfg = dict(train_cfg) if train_cfg is not None else None
-        self.test_cfg = dict(test_cfg) if test_cfg is not None else None
         name = type(self).__name__
         if shared_head is not None:
             self.shared_head = build("roi_head", shared_head, where=f"{name}.shared_head")
@@ -57,6 +61,9 @@ class BaseRoIHead(BaseModule):
             self.init_bbox_head(bbox_roi_extractor, bbox_head)
         if mask_head is not None:
             self.init_mask_head(mask_roi_extractor, mask_head)
+        # checked once the sub-heads exist: they declare the keys they read from these tables
+        self.train_cfg = checked(self, "train_cfg", train_cfg, where=name)
+        self.test_cfg = checked(self, "test_cfg", test_cfg, where=name)
         self.init_assigner_sampler()
 
     @property

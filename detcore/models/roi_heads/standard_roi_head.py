@@ -23,11 +23,21 @@ from detcore.models.roi_heads.base_roi_head import BaseRoIHead, proposal_boxes
 from detcore.models.task_utils.sampling_result import SamplingResult
 from detcore.models.utils import bbox2roi
 from detcore.registry import build
+from detcore.settings import REQUIRED, Delegate, Key, Settings
 from detcore.structures.instances import Instances
 
 
 class StandardRoIHead(BaseRoIHead):
     """Box branch plus an optional mask branch (see :class:`BaseRoIHead` for the arguments)."""
+
+    #: the ``train_cfg`` keys read here, plus those the box and mask heads declare
+    train_settings = Settings(
+        assigner=Key(kind="task_util", default=REQUIRED, doc="assigns proposals to the ground truth"),
+        sampler=Key(kind="task_util", default=REQUIRED, doc="samples the assigned proposals"),
+        debug=Key(bool, False, doc="accepted for the reference's configs; unused"),
+    ).including(Delegate("bbox_head"), Delegate("mask_head"))
+    #: the ``test_cfg`` keys the box and mask heads declare
+    test_settings = Settings().including(Delegate("bbox_head"), Delegate("mask_head"))
 
     def init_bbox_head(
         self, bbox_roi_extractor: Mapping[str, Any] | None, bbox_head: Mapping[str, Any]
@@ -64,8 +74,8 @@ class StandardRoIHead(BaseRoIHead):
         for key in ("assigner", "sampler"):
             if key not in self.train_cfg:
                 raise ValueError(f"{where}: needs an '{key}' table (the detector's train_cfg.rcnn.{key})")
-        self.bbox_assigner = build("task_util", dict(self.train_cfg["assigner"]), where=f"{where}.assigner")
-        self.bbox_sampler = build("task_util", dict(self.train_cfg["sampler"]), where=f"{where}.sampler")
+        self.bbox_assigner = build("task_util", self.train_cfg["assigner"], where=f"{where}.assigner")
+        self.bbox_sampler = build("task_util", self.train_cfg["sampler"], where=f"{where}.sampler")
 
     # -- forward pieces ---------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from detcore.models.losses.accuracy import accuracy
 from detcore.models.task_utils.sampling_result import SamplingResult
 from detcore.ops import multiclass_nms
 from detcore.registry import build
+from detcore.settings import NMS_SETTINGS, REQUIRED, Key, Settings
 from detcore.structures.instances import Instances
 
 
@@ -47,6 +48,15 @@ class BBoxHead(BaseModule):
         loss_cls / loss_bbox: loss tables (softmax cross-entropy, smooth L1 with beta 1).
         init_cfg: ``fc_cls`` ~ N(0, 0.01), ``fc_reg`` ~ N(0, 0.001), biases 0.
     """
+
+    #: the RoI head's ``train_cfg`` keys that ``get_targets`` reads
+    train_settings = Settings(pos_weight=Key(float, -1.0, doc="label weight of positives; <= 0: 1"))
+    #: the RoI head's ``test_cfg`` keys that ``predict_by_feat`` reads
+    test_settings = Settings(
+        score_thr=Key(float, REQUIRED, doc="drop detections scoring at or below"),
+        nms=Key(NMS_SETTINGS, REQUIRED, doc="the NMS table"),
+        max_per_img=Key(int, -1, doc="detections kept per image; -1: all"),
+    )
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from detcore.models.layers.upsample import build_upsample_layer
 from detcore.models.roi_heads.mask_heads.paste import paste_masks_in_image
 from detcore.models.roi_heads.mask_target import mask_target
 from detcore.registry import build
+from detcore.settings import REQUIRED, Key, Settings
 from detcore.structures.instances import Instances
 
 _UPSAMPLE_METHODS = (None, "deconv", "nearest", "bilinear")
@@ -44,6 +45,14 @@ class FCNMaskHead(BaseModule):
     Input ``(N, in_channels, roi_feat_size, roi_feat_size)``; output logits
     ``(N, num_classes or 1, M, M)`` with ``M = roi_feat_size * scale_factor`` (28).
     """
+
+    #: the RoI head's ``train_cfg`` keys that the mask targets read
+    train_settings = Settings(
+        mask_size=Key((int, list), REQUIRED, doc="side (or (h, w)) of the mask targets, e.g. 28"),
+        soft_mask_target=Key(bool, False, doc="keep resized bitmap targets soft (float)"),
+    )
+    #: the RoI head's ``test_cfg`` keys that the mask pasting reads
+    test_settings = Settings(mask_thr_binary=Key(float, REQUIRED, doc="binarise pasted masks at; < 0: soft"))
 
     def __init__(
         self,

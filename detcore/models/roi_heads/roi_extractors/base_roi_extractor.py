@@ -23,6 +23,8 @@ class BaseRoIExtractor(BaseModule):
         init_cfg: weight-init table(s) (the pooling layers have no weights).
     """
 
+    component_kinds = {"roi_layer": "roi_layer"}
+
     def __init__(
         self,
         roi_layer: Mapping[str, Any],
