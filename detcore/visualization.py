@@ -22,8 +22,10 @@ def class_color(label: int) -> tuple[int, int, int]:
 
 def _to_rgb_array(image: str | Path | np.ndarray, bgr: bool) -> np.ndarray:
     if isinstance(image, (str, Path)):
-        with Image.open(image) as im:
-            return np.asarray(im.convert("RGB")).copy()
+        from detcore.data.image_io import imread
+
+        # decoded as the pipeline decodes it (OpenCV, EXIF rotation), so the boxes line up
+        return imread(str(image), channel_order="rgb")
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)

@@ -63,7 +63,9 @@ class ResultCollector(Hook):
                 )
                 self._warned = True
             return
-        image = Image.open(filename).convert("RGB")
+        from detcore.data.image_io import imread
+
+        image = Image.fromarray(imread(filename, channel_order="rgb"))  # decoded as the pipeline does
         draw = ImageDraw.Draw(image)
         for box, score, label in zip(row["bboxes"], row["scores"], row["labels"]):
             if score < self.score_thr:
