@@ -181,6 +181,7 @@ class _Converter:
         self.source = source
         self.notes: list[str] = []
         self.norm: dict[str, Any] | None = None  # 3.x data_preprocessor -> pipeline steps
+        self.save_best: Any = None  # 2.x evaluation.save_best
 
     def convert(self) -> dict[str, Any]:
         ref, out = self.ref, {}
@@ -521,8 +522,7 @@ class _Converter:
             out["evaluation"] = {"interval": ev.pop("interval")}
         metric = ev.pop("metric", None)
         save_best = ev.pop("save_best", None)
-        if save_best:
-            out["checkpoint_config"] = {"save_best": save_best}
+        self.save_best = save_best  # goes into checkpoint_config (see runtime)
         if metric is not None:
             metric_type = self._metric_type()
             out["evaluator"] = {
@@ -644,6 +644,8 @@ class _Converter:
             out["checkpoint_config"] = {
                 k: ckpt[k] for k in ("interval", "max_keep_ckpts", "save_best") if ckpt.get(k) is not None
             }
+        if self.save_best:
+            out.setdefault("checkpoint_config", {})["save_best"] = self.save_best
         if isinstance(log, dict):
             out["log_config"] = {"interval": log.get("interval", 50)}
             names = {h.get("type") for h in log.get("hooks", []) if isinstance(h, dict)}

@@ -146,6 +146,8 @@ def test_two_level_base_chain(tmp_path):
         "model = dict(backbone=dict(norm_cfg=dict(requires_grad=False)))\n"
         "optimizer = dict(momentum='{}'.format(0.8) and 0.8, weight_decay=1e-4 * 2 ** 0)\n"
         "lr_config = dict(step=[8 + 0, 12 - 1], warmup_ratio=1.0 / 3)\n"
+        "checkpoint_config = dict(interval=2)\n"
+        "evaluation = dict(interval=3, metric='bbox', save_best='auto')\n"
     )
     merged = read_py_config(tmp_path / "child.py")
     assert merged["model"]["backbone"] == {
@@ -159,6 +161,8 @@ def test_two_level_base_chain(tmp_path):
     assert merged["lr_config"] == {"step": [8, 11], "warmup_ratio": 1.0 / 3}
     result = import_config(tmp_path / "child.py")
     assert result.data["work_dir"] == "work_dirs/r50"
+    assert result.data["checkpoint_config"] == {"interval": 2, "save_best": "auto"}
+    assert result.data["evaluation"] == {"interval": 3} and result.data["evaluator"]["metric"] == ["bbox"]
     assert result.data["lr_config"]["policy"] == "step"
     assert "not imported (no detcore counterpart): depth, lr, lr2, scales, name" in result.notes
 
