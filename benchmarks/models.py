@@ -233,9 +233,22 @@ def gemm_peak(threads: int, repeats: int) -> float:
     queue = ctx.Queue()
     proc = ctx.Process(target=_measure_gemm, args=(threads, repeats, queue))
     proc.start()
-    peak = queue.get()
+    return _result_of(proc, queue, "GEMM peak")
+
+
+def _result_of(proc: Any, queue: Any, what: str) -> Any:
+    """What ``proc`` puts on ``queue``; an error naming ``what`` if it exits without a result."""
+    import queue as queue_mod
+
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except queue_mod.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"{what}: the measuring process exited with {proc.exitcode}") from None
     proc.join()
-    return peak
+    return result
 
 
 def run_family(
@@ -249,11 +262,7 @@ def run_family(
         args = (phase, FAMILIES[family], checkpoint, threads, warmup, repeats, queue)
         proc = ctx.Process(target=_measure, args=args)
         proc.start()
-        result = queue.get()
-        proc.join()
-        if proc.exitcode != 0:
-            raise RuntimeError(f"{family} {phase}: the measuring process exited with {proc.exitcode}")
-        out[phase] = result
+        out[phase] = _result_of(proc, queue, f"{family} {phase}")
     return out
 
 
