@@ -52,7 +52,10 @@ class SingleStageDetector(BaseDetector):
         name = type(self).__name__
         if bbox_head is None:
             raise ValueError(f"{name}: 'bbox_head' (a dense_head table or module) is required")
-        check_settings(type(self), {"bbox_head": bbox_head, "train_cfg": train_cfg, "test_cfg": test_cfg},
+        # this class's routing, also under subclasses that reshape their own arguments before calling
+        # here (they declare and check theirs at build)
+        check_settings(SingleStageDetector, {"bbox_head": bbox_head, "train_cfg": train_cfg,
+                                             "test_cfg": test_cfg},
                        where=name, resolver=get_registry().resolve_argument)
         self.backbone = build("backbone", backbone, where="model.backbone")
         if neck is not None:

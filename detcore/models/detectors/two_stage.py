@@ -69,7 +69,7 @@ class TwoStageDetector(BaseDetector):
         if roi_head is None:
             raise ValueError(f"{name}: 'roi_head' (a roi_head table or module) is required")
         parts = {"rpn_head": rpn_head, "roi_head": roi_head, "train_cfg": train_cfg, "test_cfg": test_cfg}
-        check_settings(type(self), parts, where=name, resolver=get_registry().resolve_argument)
+        check_settings(TwoStageDetector, parts, where=name, resolver=get_registry().resolve_argument)
         self.backbone = build("backbone", backbone, where="model.backbone")
         if neck is not None:
             self.neck = build("neck", neck, where="model.neck")

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detcore.models.detectors import SingleStageDetector, TwoStageDetector
+from detcore.settings import Delegate, Settings
 
 
 def _sub(cfg: Mapping[str, Any] | None, key: str) -> dict[str, Any] | None:
@@ -23,6 +24,11 @@ class RPN(SingleStageDetector):
     per image with ``bboxes`` (original-image pixels with ``rescale``), ``scores`` and ``labels`` (0);
     evaluate them with ``CocoMetric(metric = ["proposal"])`` (AR@100/300/1000).
     """
+
+    component_kinds = {"rpn_head": "dense_head"}
+    #: ``rpn_proposal`` is unused here; accepted (and checked) for train_cfgs shared with Faster R-CNN
+    train_settings = Settings(rpn=Delegate("rpn_head"), rpn_proposal=Delegate("rpn_head", phase="test_cfg"))
+    test_settings = Settings(rpn=Delegate("rpn_head"))
 
     def __init__(
         self,
