@@ -217,7 +217,8 @@ def tiny_rpn() -> torch.nn.Module:
 
     cfg = load_config(ROOT / "configs" / "faster_rcnn" / "faster_rcnn_shapes.toml").to_dict()["model"]
     table = dict(type="RPN", backbone=cfg["backbone"], neck=cfg["neck"], rpn_head=cfg["rpn_head"],
-                 train_cfg=cfg["train_cfg"], test_cfg=cfg["test_cfg"])  # fmt: skip
+                 train_cfg={"rpn": cfg["train_cfg"]["rpn"]},
+                 test_cfg={"rpn": cfg["test_cfg"]["rpn"]})  # fmt: skip
     torch.manual_seed(0)
     model = detcore.build("detector", table)
     model.init_weights()
@@ -241,3 +242,24 @@ def test_rpn_detector_trains_and_returns_proposals_in_original_coordinates():
         assert res.bboxes[:, 0::2].max() <= w + 1e-4 and res.bboxes[:, 1::2].max() <= h + 1e-4
     torch.testing.assert_close(raw[0].bboxes / 2, results[0].bboxes)
     assert "bbox_head.rpn_conv.weight" in model.state_dict()
+
+
+def test_rpn_detector_is_evaluated_by_proposal_recall(tmp_path):
+    from detcore.config import load_config
+    from detcore.data import build_dataloader, build_dataset
+
+    val = load_config(ROOT / "configs" / "faster_rcnn" / "faster_rcnn_shapes.toml").to_dict()["data"]["val"]
+    val.update(root=str(tmp_path / "shapes"), num_images=2, num_val=2, image_size=[128, 128])
+    dataset = build_dataset(val)
+    metric = detcore.build("metric", {"type": "CocoMetric", "metric": ["proposal"],
+                                      "proposal_nums": [1, 10, 100]}, dataset=dataset)  # fmt: skip
+    model = tiny_rpn()
+    model.eval()
+    with torch.no_grad():
+        loader = build_dataloader(dataset, batch_size=2, num_workers=0, shuffle=False, pad_size_divisor=32)
+        for batch in loader:
+            metric.process(batch["img_metas"], model(batch["imgs"], batch["img_metas"]))
+    results = metric.compute()
+    assert set(results) >= {"AR@1", "AR@10", "AR@100"}
+    # recall can only grow with more proposals per image
+    assert 0.0 <= results["AR@1"] <= results["AR@10"] <= results["AR@100"] <= 1.0
