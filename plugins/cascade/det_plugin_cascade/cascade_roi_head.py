@@ -182,8 +182,8 @@ class CascadeRoIHead(BaseRoIHead):
                     raise ValueError(
                         f"{where}: needs an '{key}' table (the detector's train_cfg.rcnn.{i}.{key})"
                     )
-            self.bbox_assigner.append(build("task_util", dict(cfg["assigner"]), where=f"{where}.assigner"))
-            self.bbox_sampler.append(build("task_util", dict(cfg["sampler"]), where=f"{where}.sampler"))
+            self.bbox_assigner.append(build("task_util", cfg["assigner"], where=f"{where}.assigner"))
+            self.bbox_sampler.append(build("task_util", cfg["sampler"], where=f"{where}.sampler"))
 
     # -- forward pieces ---------------------------------------------------------------------------
 

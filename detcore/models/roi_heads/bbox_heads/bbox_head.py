@@ -98,9 +98,9 @@ class BBoxHead(BaseModule):
         self.num_classes = int(num_classes)
         self.reg_class_agnostic = reg_class_agnostic
         self.reg_decoded_bbox = reg_decoded_bbox
-        self.bbox_coder = build("task_util", dict(bbox_coder), where=f"{name}.bbox_coder")
-        self.loss_cls = build("loss", dict(loss_cls), where=f"{name}.loss_cls") if loss_cls else None
-        self.loss_bbox = build("loss", dict(loss_bbox), where=f"{name}.loss_bbox") if loss_bbox else None
+        self.bbox_coder = build("task_util", bbox_coder, where=f"{name}.bbox_coder")
+        self.loss_cls = build("loss", loss_cls, where=f"{name}.loss_cls") if loss_cls else None
+        self.loss_bbox = build("loss", loss_bbox, where=f"{name}.loss_bbox") if loss_bbox else None
         if self.loss_cls is not None and getattr(self.loss_cls, "use_sigmoid", False):
             raise ValueError(f"{name}: loss_cls must be a softmax loss (use_sigmoid = false)")
 
