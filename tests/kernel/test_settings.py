@@ -405,3 +405,34 @@ featmap_strides = [4, 8, 16, 32]
     cfg.data["extractor"]["roi_layer"] = {"type": "SingleRoIExtractor"}
     with pytest.raises(ConfigError, match="unknown roi_layer 'SingleRoIExtractor'.*exists as a roi_extr"):
         validate_config(cfg, registry=registry)
+
+
+class Gen:
+    def __init__(self, strides=(8,)):
+        pass
+
+
+class GenLoss(nn.Module):
+    def __init__(self, loss_weight: float = 1.0):
+        super().__init__()
+
+
+class HeadWithDefaultTable(nn.Module):
+    """No component_kinds: the kind of ``prior_generator`` comes from its default table's type."""
+
+    def __init__(self, prior_generator={"type": "Gen"}):  # noqa: B006 - read only
+        super().__init__()
+
+
+def test_a_parameter_default_table_declares_the_kind(plugin_env, tmp_path):
+    _, reg = plugin_env([("g", "det-plugin-g", "1.0", {
+        "detcore_register_dense_heads": {"HeadWithDefaultTable": HeadWithDefaultTable},
+        "detcore_register_task_utils": {"Gen": Gen},
+        "detcore_register_losses": {"GenLoss": GenLoss},
+    })])
+    assert reg.parameter_kinds(HeadWithDefaultTable) == {"prior_generator": "task_util"}
+    text = '[head]\ntype = "HeadWithDefaultTable"\nprior_generator = { type = "Gen", strides = [4] }\n'
+    validate_config(load_config(write(tmp_path, text)), registry=reg)
+    cfg = load_config(write(tmp_path, text), ['head.prior_generator={type = "GenLoss"}'])
+    assert "head.prior_generator.type: unknown task_util 'GenLoss'" in error_of(cfg, reg)
+    assert "'GenLoss' exists as a loss" in error_of(cfg, reg)
