@@ -3,6 +3,11 @@
 - ``extends = ["../_base_/models/retinanet_r50_fpn.toml", ...]`` (paths relative to the file) are
   merged in order, then the file itself: tables merge deeply, scalars and arrays replace, and a table
   with ``_replace = true`` replaces what it overrides instead of merging into it.
+- A table whose keys are array indices patches items of an array the bases set, leaving the other
+  items as they are: ``[model.train_cfg.rcnn.2.assigner]`` (or ``rcnn = { 2 = { ... } }``) merges into
+  item 2 of the base's ``rcnn`` array; ``-1`` is the last item. An item that is a table merges (or is
+  replaced with ``_replace = true``); any other item is replaced. An index outside the array is an
+  error naming the file and the key path. (This is how one stage of a cascade is overridden.)
 - ``--set a.b.c=value`` overrides parse ``value`` as a TOML value (``1e-3``, ``true``, ``[1, 2]``,
   ``"text"``); anything that is not valid TOML is taken as a string. Array items are addressed by
   index (``data.train.pipeline.2.scale=[800, 600]``).
@@ -13,6 +18,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -153,6 +159,10 @@ def merge_into(
             continue
         path = f"{prefix}.{key}" if prefix else key
         replace = isinstance(value, Mapping) and value.get(REPLACE_KEY, False)
+        if isinstance(value, Mapping) and isinstance(dst.get(key), list) and not replace:
+            if _index_table(value, path, src_prov):
+                _merge_items(dst[key], dst_prov, value, src_prov, path)
+                continue
         if isinstance(value, Mapping) and isinstance(dst.get(key), dict) and not replace:
             dst_prov[path] = src_prov.get(path, dst_prov.get(path, ""))
             merge_into(dst[key], dst_prov, value, src_prov, path)
@@ -163,6 +173,66 @@ def merge_into(
         for k, v in src_prov.items():
             if k == path or k.startswith(path + "."):
                 dst_prov[k] = v
+
+
+def _is_index(key: Any) -> bool:
+    return isinstance(key, str) and re.fullmatch(r"-?[0-9]+", key) is not None
+
+
+def _index_table(table: Mapping[str, Any], path: str, prov: Mapping[str, str]) -> bool:
+    """Whether ``table`` (set over the array at ``path``) is keyed by item indices; a table mixing
+    indices and other keys is an error."""
+    keys = [k for k in table if k != REPLACE_KEY]
+    indices = [k for k in keys if _is_index(k)]
+    if indices and len(indices) != len(keys):
+        others = [k for k in keys if not _is_index(k)]
+        raise ConfigError(
+            f"{prov.get(path, '<config>')}: {path}: patches items {indices} of an array but also sets "
+            f"{others}; a table over an array is keyed by item indices only (or replaces it with no index)"
+        )
+    return bool(indices)
+
+
+def _merge_items(
+    items: list[Any],
+    dst_prov: dict[str, str],
+    table: Mapping[str, Any],
+    src_prov: Mapping[str, str],
+    path: str,
+) -> None:
+    """Patch ``items`` (an array set by a base) in place from a table keyed by item indices."""
+    for key, value in table.items():
+        if key == REPLACE_KEY:
+            continue
+        given = f"{path}.{key}"
+        index = int(key)
+        if not -len(items) <= index < len(items):
+            source = src_prov.get(given, src_prov.get(path, "<config>"))
+            raise ConfigError(
+                f"{source}: {given}: index {index} is outside the array of {len(items)} items that the base "
+                f"config{'s' if len(items) != 1 else ''} set at {path} (indices 0 to {len(items) - 1})"
+            )
+        index %= len(items)
+        item_path = f"{path}.{index}"
+        # provenance of the patch under the item's own index (``-1`` -> ``2``)
+        prov = {
+            item_path + k[len(given) :]: v
+            for k, v in src_prov.items()
+            if k == given or k.startswith(given + ".")
+        }
+        replace = isinstance(value, Mapping) and value.get(REPLACE_KEY, False)
+        if isinstance(value, Mapping) and isinstance(items[index], dict) and not replace:
+            # the item's keys came with the array: say so before the patch claims the item
+            base_prov: dict[str, str] = {}
+            _record(items[index], dst_prov.get(path, ""), base_prov, item_path)
+            dst_prov.update({k: v for k, v in base_prov.items() if k not in dst_prov})
+            dst_prov[item_path] = prov.get(item_path, dst_prov.get(path, ""))
+            merge_into(items[index], dst_prov, value, prov, item_path)
+            continue
+        for old in [k for k in dst_prov if k.startswith(item_path + ".")]:
+            del dst_prov[old]
+        items[index] = _strip_replace(copy.deepcopy(value))
+        dst_prov.update(prov)
 
 
 def _strip_replace(value: Any) -> Any:

@@ -59,7 +59,8 @@ def test_a_reference_checkpoint_loads_without_missing_or_unexpected_keys(name, t
     ],
 )
 def test_variants_keep_the_heads_and_change_schedule_or_backbone(variant, base):
-    cfg, ref = load_validated_config(CONFIGS / f"{variant}.toml"), load_validated_config(CONFIGS / f"{base}.toml")
+    cfg = load_validated_config(CONFIGS / f"{variant}.toml")
+    ref = load_validated_config(CONFIGS / f"{base}.toml")
     assert cfg["model"]["roi_head"] == ref["model"]["roi_head"]
     assert cfg["model"]["train_cfg"] == ref["model"]["train_cfg"]
     if "20e" in variant:
