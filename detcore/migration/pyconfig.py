@@ -170,7 +170,10 @@ class _Evaluator:
         if isinstance(stmt, (ast.Import, ast.ImportFrom)):
             names = ", ".join(a.name for a in stmt.names)
             module = f"from {stmt.module} " if isinstance(stmt, ast.ImportFrom) else ""
-            raise self.error(stmt, f"'{module}import {names}' is not allowed (imports run code)")
+            why = "imports run code"
+            if isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith("mmengine"):
+                why += "; 3.x pure-Python configs (read_base) are not read, use the _base_ style of the file"
+            raise self.error(stmt, f"'{module}import {names}' is not allowed ({why})")
         if isinstance(stmt, ast.Assign):
             value = self.eval(stmt.value)
             for target in stmt.targets:

@@ -270,6 +270,7 @@ def test_three_x_style_pieces(tmp_path):
     [
         ("import os", r"x\.py:2: 'import os' is not allowed"),
         ("from mmdet.apis import x", r"x\.py:2: 'from mmdet.apis import x' is not allowed"),
+        ("from mmengine.config import read_base", r"x\.py:2: .* 3\.x pure-Python configs \(read_base\)"),
         ("model = dict(a=open('f'))", r"x\.py:2: call of 'open\(...\)' is not allowed"),
         ("model = os.path.join('a', 'b')", r"x\.py:2: call of 'os.path.join\(...\)' is not allowed"),
         ("f = lambda x: x", r"x\.py:2: a Lambda expression is not allowed"),
