@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from detcore.config import Config, apply_override, load_config, validate_config
+from detcore.errors import config_sources
 
 ImageInput = Union[str, Path, np.ndarray]
 
@@ -57,7 +58,8 @@ def init_detector(
     )
     if "model" not in cfg:
         raise ValueError(f"init_detector: {cfg.filename or 'the config'} has no [model] table")
-    model = build("detector", cfg["model"], where="model")
+    with config_sources(cfg.source_of):  # build errors name the file and key path of the table
+        model = build("detector", cfg["model"], where="model")
     model.cfg = cfg
     classes = None
     if checkpoint is not None:

@@ -94,11 +94,27 @@ class Config:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """One TOML file as a dict; a missing, unreadable, empty or invalid file is a :class:`ConfigError`."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file (give a .toml file in it)")
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at line {line}); "
+            "TOML configs are UTF-8"
+        ) from None
+    if not text.strip():
+        raise ConfigError(f"{path}: the config file is empty")
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
@@ -109,7 +125,28 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
     data, provenance = _load_merged(path, stack=())
     for override in overrides:
         apply_override(data, provenance, override)
-    return Config(data, provenance, str(path))
+    cfg = Config(data, provenance, str(path))
+    refuse_code_keys(cfg)
+    return cfg
+
+
+#: top-level keys of the reference's Python configs that load code; a TOML config never does
+_PLUGIN_HINT = "install the plugin distribution that offers the components and list it in plugins = [...]"
+CODE_KEYS: dict[str, str] = {
+    "custom_imports": _PLUGIN_HINT,
+    "imports": _PLUGIN_HINT,
+    "allow_failed_imports": _PLUGIN_HINT,
+    "_base_": "base configs are named by extends = [...]",
+}
+
+
+def refuse_code_keys(cfg: Config) -> None:
+    """Refuse keys that would load code (``custom_imports`` and the like), naming the file and the key."""
+    for key in cfg.data:
+        if key in CODE_KEYS:
+            raise ConfigError(
+                f"{cfg.source_of(key)}: {key}: detcore configs never import or run code; {CODE_KEYS[key]}"
+            )
 
 
 def _load_merged(path: Path, stack: tuple[Path, ...]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -128,6 +165,8 @@ def _load_merged(path: Path, stack: tuple[Path, ...]) -> tuple[dict[str, Any], d
         base_path = (path.parent / base).resolve()
         if not base_path.exists():
             raise ConfigError(f"{path}: extends: base config '{base}' not found (looked at {base_path})")
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: extends: '{base}' is not a file (looked at {base_path})")
         base_data, base_prov = _load_merged(base_path, (*stack, path))
         merge_into(data, provenance, base_data, base_prov)
     own_prov: dict[str, str] = {}
@@ -348,6 +387,12 @@ def validate_config(cfg: Config, registry: Any | None = None) -> None:
     plugins = cfg.get("plugins", [])
     if not isinstance(plugins, list):
         raise ConfigError(f"{cfg.source_of('plugins')}: plugins: must be an array of plugin names")
+    for i, spec in enumerate(plugins):
+        if not isinstance(spec, str):
+            raise ConfigError(
+                f"{cfg.source_of('plugins')}: plugins.{i}: a plugin name (a string) is expected, "
+                f"got {type(spec).__name__} {spec!r}"
+            )
     check_required_plugins(plugins, registry.manager, where=cfg.source_of("plugins"))
     _Validator(cfg, registry).visit(cfg.data, "", None)
 

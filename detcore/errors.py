@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterable, Iterator
 
 
 class DetcoreError(Exception):
@@ -44,3 +46,32 @@ def located(exc: BaseException, where: str) -> BaseException:
         except AttributeError:  # an exception type with __slots__: keep it unlocated
             pass
     return exc
+
+
+class CheckpointError(DetcoreError, RuntimeError):
+    """A checkpoint cannot be read (refused by the weights-only loader, not a dict, no weights)."""
+
+
+# -- config locations for errors raised while building components ---------------------------------------
+
+_SOURCES: ContextVar[Callable[[str], str] | None] = ContextVar("detcore_config_sources", default=None)
+
+
+@contextmanager
+def config_sources(source_of: Callable[[str], str] | None) -> Iterator[None]:
+    """While active, :func:`config_place` names the file that set a key path (``Config.source_of``).
+    The runner and ``init_detector`` wrap their component builds in it."""
+    token = _SOURCES.set(source_of)
+    try:
+        yield
+    finally:
+        _SOURCES.reset(token)
+
+
+def config_place(key_path: str) -> str:
+    """``"<file>: <key path>"`` for a key path of the config being built (just the key path outside
+    :func:`config_sources`, or when ``key_path`` already names its file)."""
+    source_of = _SOURCES.get()
+    if source_of is None or not key_path or ": " in key_path:
+        return key_path
+    return f"{source_of(key_path)}: {key_path}"

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from detcore.errors import ComponentError, ConfigError, nearest
+from detcore.errors import ComponentError, ConfigError, DetcoreError, config_place, located, nearest
 from detcore.hookspecs import COMPONENT_KINDS
 from detcore.plugins import DetcorePluginManager, PluginInfo, get_plugin_manager, report_failures
 from detcore.settings import UNRESOLVED, check_settings, stage_item
@@ -258,6 +258,7 @@ class Registry:
         as another kind only; ``None`` stays ``None``. The table's arguments are checked against the
         factory's signature and its declared settings (``train_cfg`` / ``test_cfg``) first.
         """
+        where = config_place(where)
         where_ = f"{where}: " if where else ""
         if cfg is None:
             return None
@@ -274,7 +275,13 @@ class Registry:
         kwargs = {**defaults, **args}
         check_arguments(entry, kwargs, where=where)
         check_settings(entry.factory, kwargs, where=where, resolver=self.resolve_argument)
-        return entry.factory(**kwargs)
+        try:
+            return entry.factory(**kwargs)
+        except DetcoreError:
+            raise
+        except Exception as exc:  # a constructor's own check (ValueError, KeyError, ...): name the table
+            located(exc, where or f"{kind} '{name}'")
+            raise
 
     def _built(self, kind: str, obj: Any, where_: str) -> Any:
         if isinstance(obj, (str, bytes, int, float)):

@@ -104,7 +104,8 @@ def error_line(exc: BaseException) -> str:
     where = getattr(exc, "detcore_where", None)
     message = str(exc) or repr(exc)
     if isinstance(exc, KeyError) and len(exc.args) == 1:
-        message = f"missing key {exc.args[0]!r}"
+        arg = exc.args[0]  # a sentence (``KeyError("invalid depth 19 ...")``) reads as it is
+        message = arg if isinstance(arg, str) and " " in arg else f"missing key {arg!r}"
     if not isinstance(exc, DetcoreError):
         message = f"{type(exc).__name__}: {message}"
     return f"{where}: {message}" if where else message

@@ -24,12 +24,14 @@ from detcore.data.samplers import (
 def build_dataset(
     cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | Dataset,
     default_args: Mapping[str, Any] | None = None,
+    where: str = "data",
 ) -> Dataset:
     """Build a dataset from a table ``{"type": name, **kwargs}`` through the registry kind "dataset".
 
     A list of tables builds a :class:`~detcore.data.datasets.wrappers.ConcatDataset`; so does a table
     whose ``ann_file`` is a list (one dataset per file, the other keys shared). ``default_args`` are
-    passed unless the table sets them. An already-built dataset is returned as it is.
+    passed unless the table sets them. An already-built dataset is returned as it is. ``where`` is
+    the table's key path (``data.train``), for errors.
     """
     from detcore.data.datasets.wrappers import ConcatDataset
     from detcore.registry import build
@@ -37,7 +39,7 @@ def build_dataset(
     if isinstance(cfg, Dataset):
         return cfg
     if isinstance(cfg, (list, tuple)):
-        return ConcatDataset([build_dataset(c, default_args) for c in cfg])
+        return ConcatDataset([build_dataset(c, default_args, f"{where}.{i}") for i, c in enumerate(cfg)])
     if not isinstance(cfg, Mapping):
         raise TypeError(
             f"build_dataset: expected a dataset table or a list of tables, got {type(cfg).__name__}"
@@ -49,9 +51,9 @@ def build_dataset(
             for key in ("img_prefix", "seg_prefix", "proposal_file"):
                 if isinstance(cfg.get(key), (list, tuple)):
                     one[key] = cfg[key][i]
-            parts.append(build_dataset(one, default_args))
+            parts.append(build_dataset(one, default_args, where))
         return ConcatDataset(parts)
-    return build("dataset", cfg, where="data", **dict(default_args or {}))
+    return build("dataset", cfg, where=where, **dict(default_args or {}))
 
 
 def worker_init_fn(worker_id: int, num_workers: int, rank: int, seed: int) -> None:

@@ -22,6 +22,7 @@ import torch
 
 from detcore.engine import dist as dist_utils
 from detcore.engine.seed import get_rng_state
+from detcore.errors import CheckpointError
 
 LATEST_FILE = "latest.pth"
 _NUMBERED = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
@@ -105,13 +106,17 @@ def load_checkpoint_file(path: str | Path, map_location: Any = "cpu") -> dict[st
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
-        raise RuntimeError(
-            f"cannot load checkpoint '{path}' with torch.load(weights_only=True): "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. detcore only loads files made "
-            "of tensors and plain Python values. " + pickle_refusal(path, exc)
-        ) from exc
+        if "unsupported global" not in str(exc).lower():  # no refused object: truncated, not a torch file
+            text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+            unpickler = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+            first = [unpickler.group(1)] if unpickler else text.strip().splitlines()
+            raise CheckpointError(
+                f"checkpoint '{path}' is not a readable torch file ({type(exc).__name__}"
+                + (f": {first[0]}" if first else "") + ")"
+            ) from exc
+        raise CheckpointError(pickle_refusal(path, exc)) from exc
     if not isinstance(obj, Mapping):
-        raise RuntimeError(f"checkpoint '{path}' holds a {type(obj).__name__}, expected a dict")
+        raise CheckpointError(f"checkpoint '{path}' holds a {type(obj).__name__}, expected a dict")
     return dict(obj)
 
 

@@ -41,7 +41,7 @@ from detcore.engine.hooks.builder import build_run_hooks
 from detcore.engine.log_buffer import LogBuffer
 from detcore.engine.loops import IGNORED_KEYS, LOOP_ALIASES, BaseTrainLoop, EvalLoop
 from detcore.engine.seed import set_random_seed
-from detcore.errors import ConfigError
+from detcore.errors import ConfigError, DetcoreError, config_sources, located
 
 #: the loop tables of a config and the loop each builds when the config has no such table
 DEFAULT_LOOPS: dict[str, dict[str, Any]] = {
@@ -182,11 +182,12 @@ class Runner:
 
         if "model" not in self.cfg:
             raise ConfigError(f"{self.cfg.filename}: the config has no [model] table")
-        model = build("detector", self.cfg["model"], where="model")
-        # as the reference's training entry point does: weight init (prior-probability biases,
-        # init_cfg tables, Pretrained backbones) before any resume or load_from replaces weights
-        if hasattr(model, "init_weights"):
-            model.init_weights()
+        with config_sources(self.cfg.source_of):  # errors name the file and key path of the table
+            model = build("detector", self.cfg["model"], where="model")
+            # as the reference's training entry point does: weight init (prior-probability biases,
+            # init_cfg tables, Pretrained backbones) before any resume or load_from replaces weights
+            if hasattr(model, "init_weights"):
+                model.init_weights()
         model.cfg = self.cfg
         model.to(self.device)
         if self.cfg.get("sync_bn", False) and self.world_size > 1:
@@ -215,7 +216,13 @@ class Runner:
             base = int(auto.get("base_batch_size", 16))
             lr = scale_lr(opt_cfg, total, base)
             self.logger.info(f"auto_scale_lr: total batch size {total} vs base {base}: lr = {lr:g}")
-        return build_optimizer(self.unwrapped_model, opt_cfg)
+        try:
+            return build_optimizer(self.unwrapped_model, opt_cfg)
+        except DetcoreError:
+            raise
+        except Exception as exc:  # e.g. float() of a list: name the table
+            located(exc, f"{self.cfg.source_of('optimizer')}: optimizer")
+            raise
 
     def _build_loop(self, key: str, base: type) -> Any:
         """The loop of table ``key`` (:data:`DEFAULT_LOOPS` when absent), built with ``runner=self``."""
@@ -260,7 +267,8 @@ class Runner:
         data_cfg = self.cfg.get("data") or {}
         if data_cfg.get(split) is None:
             raise ConfigError(f"{self.cfg.filename}: the config has no [data.{split}] table")
-        dataset = build_dataset(data_cfg[split])
+        with config_sources(self.cfg.source_of):
+            dataset = build_dataset(data_cfg[split], where=f"data.{split}")
         train = split == "train"
         batch_size = int(data_cfg.get("batch_size", 2) if train else data_cfg.get(f"{split}_batch_size", 1))
         loader = build_dataloader(
@@ -334,11 +342,20 @@ class Runner:
             if path is None:
                 self.logger.info(f"--resume: no checkpoint in {self.work_dir}; starting from scratch")
             else:
-                self.resume(path)
+                try:
+                    self.resume(path)
+                except Exception as exc:  # name how the file was chosen
+                    auto = " (auto-selected in the work dir; --resume PATH picks another)"
+                    located(exc, f"--resume {path}" + (auto if self.resume_from is True else ""))
+                    raise
                 return
         load_from = self.cfg.get("load_from")
         if load_from:
-            self.load_weights_from(load_from)
+            try:
+                self.load_weights_from(load_from)
+            except Exception as exc:
+                located(exc, f"{self.cfg.source_of('load_from')}: load_from")
+                raise
 
     def val(self) -> dict[str, float]:
         """One validation pass (val events); the metrics are also kept in ``last_metrics``."""

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from detcore.errors import CheckpointError
+
 logger = logging.getLogger(__name__)
 
 #: torchvision model names (``torchvision://resnet50``) -> their download addresses
@@ -137,7 +139,7 @@ def state_dict_from(
         except Exception as exc:  # noqa: BLE001 - re-raised with the file and the way out named
             from detcore.migration.checkpoint_upgrade import pickle_refusal
 
-            raise RuntimeError(pickle_refusal(path, exc)) from None
+            raise CheckpointError(pickle_refusal(path, exc)) from None
     if not isinstance(ckpt, Mapping):
         raise TypeError(f"checkpoint {source!r} holds a {type(ckpt).__name__}, not a dict of tensors")
     for wrapper in ("state_dict", "model"):

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from detcore.errors import located
+
 logger = logging.getLogger(__name__)
 
 
@@ -346,7 +348,11 @@ class BaseModule(nn.Module):
                 child.init_weights()
         if pretrained:
             # pretrained weights last, so no child's own init overwrites them
-            initialize(self, pretrained)
+            try:
+                initialize(self, pretrained)
+            except Exception as exc:  # unreadable / refused checkpoint: say whose init_cfg names it
+                located(exc, f"{type(self).__name__} init_cfg (Pretrained)")
+                raise
         self._is_init = True
 
 

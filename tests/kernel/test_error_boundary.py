@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,99 @@ def test_dataset_annotation_errors_name_the_file(tmp_path, content, kind):
         CocoDataset(ann_file=str(ann), pipeline=[], img_prefix=str(tmp_path))
     line = error_line(info.value)
     assert line.startswith(f"annotation file '{ann}': {kind}: "), line
+
+
+# -- component build errors, checkpoints and code-loading keys: through the CLI, in-process -------------
+
+SHAPES = str(Path(__file__).resolve().parents[2] / "configs" / "retinanet" / "retinanet_shapes.toml")
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, list[str]]:
+    rc = cli_main.main(argv)
+    return rc, [line for line in capsys.readouterr().err.splitlines() if line.startswith("detcore:")]
+
+
+@pytest.mark.parametrize(
+    "override, where, what",
+    [
+        ("model.bbox_head.num_classes=0", "model.bbox_head", "ValueError: RetinaHead: num_classes must"),
+        ("model.backbone.depth=19", "model.backbone", "KeyError: ResNet: invalid depth 19"),
+        ("optimizer.lr=[1, 2]", "optimizer", "TypeError: float() argument must be"),
+    ],
+)
+def test_component_build_errors_name_the_file_and_table(tmp_path, capsys, monkeypatch, override, where, what):
+    monkeypatch.delenv("DETCORE_DEBUG", raising=False)
+    rc, err = _cli(["train", SHAPES, "--work-dir", str(tmp_path), "--set", override], capsys)
+    assert rc == 1
+    assert err[0].startswith(f"detcore: error: {SHAPES}: {where}: {what}"), err
+    assert len(err) == 2 and "--debug" in err[1]  # one line, then the hint; no traceback
+
+
+def _pickled_checkpoint(path: Path) -> Path:
+    import torch
+
+    torch.save({"state_dict": {"w": torch.ones(1)}, "meta": {"obj": _Opaque()}}, path)
+    return path
+
+
+class _Opaque:
+    pass
+
+
+def test_refused_test_checkpoint_says_why_and_how_to_convert(tmp_path, capsys):
+    ckpt = _pickled_checkpoint(tmp_path / "pickled.pth")
+    rc, err = _cli(["test", SHAPES, str(ckpt), "--work-dir", str(tmp_path / "w")], capsys)
+    assert rc == 1 and len(err) == 1
+    assert err[0].startswith(f"detcore: error: checkpoint '{ckpt}' cannot be loaded weights-only (it pickles")
+    assert "_Opaque" in err[0] and "weights_only=False); torch.save({'state_dict'" in err[0]
+
+
+def test_unreadable_checkpoint_is_not_called_a_pickle(tmp_path, capsys):
+    ckpt = tmp_path / "garbage.pth"
+    ckpt.write_bytes(b"garbage")
+    rc, err = _cli(["test", SHAPES, str(ckpt), "--work-dir", str(tmp_path / "w")], capsys)
+    assert rc == 1
+    assert err == [f"detcore: error: checkpoint '{ckpt}' is not a readable torch file (UnpicklingError: "
+                   "Unsupported operand 103)"]
+
+
+@pytest.mark.parametrize("kind", ["pickled", "missing"])
+def test_pretrained_init_cfg_checkpoint_is_located(tmp_path, capsys, monkeypatch, kind):
+    monkeypatch.delenv("DETCORE_DEBUG", raising=False)
+    ckpt = _pickled_checkpoint(tmp_path / "b.pth") if kind == "pickled" else tmp_path / "none.pth"
+    table = f'model.backbone.init_cfg={{type = "Pretrained", checkpoint = "{ckpt}"}}'
+    rc, err = _cli(["train", SHAPES, "--work-dir", str(tmp_path / "w"), "--set", table], capsys)
+    assert rc == 1
+    if kind == "pickled":
+        assert err == [err[0]] and err[0].startswith(
+            f"detcore: error: ResNet init_cfg (Pretrained): checkpoint '{ckpt}' cannot be loaded weights-only"
+        )
+    else:
+        assert err[0] == (
+            f"detcore: error: ResNet init_cfg (Pretrained): FileNotFoundError: checkpoint file '{ckpt}' "
+            "does not exist"
+        )
+
+
+def test_auto_selected_latest_checkpoint_is_named_on_resume(tmp_path, capsys):
+    work = tmp_path / "w"
+    work.mkdir()
+    _pickled_checkpoint(work / "latest.pth")  # latest.pth as a checkpoint itself
+    rc, err = _cli(
+        ["train", SHAPES, "--work-dir", str(work), "--resume", "--set", "runner.max_epochs=1"], capsys
+    )
+    assert rc == 1 and len(err) == 1
+    latest = work / "latest.pth"
+    assert err[0].startswith(
+        f"detcore: error: --resume {latest} (auto-selected in the work dir; --resume PATH picks another): "
+        f"checkpoint '{latest}' cannot be loaded weights-only"
+    ), err
+
+
+@pytest.mark.parametrize("key", ["custom_imports", "_base_"])
+def test_code_loading_keys_are_refused(tmp_path, capsys, key):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'extends = ["{SHAPES}"]\n{key} = ["my_module"]\n')
+    rc, err = _cli(["config", "show", str(cfg)], capsys)
+    assert rc == 1
+    assert err[0].startswith(f"detcore: error: {cfg}: {key}: detcore configs never import or run code; ")
