@@ -1,7 +1,8 @@
 """The two-stage variants, which are configs rather than code: each builds what its name says (caffe
 R-50, R-101, ResNeXt, GN+WS, DCN, 2x / multi-scale schedules, OHEM, Soft-NMS, C4, DC5), OHEM keeps the
 RoIs with the highest classification loss, Soft-NMS decays the final detections as a slow per-class
-reference does, and the C4 detector trains and predicts."""
+reference does, the C4 detector trains and predicts, and the README states the parameter counts the configs
+build."""
 
 from __future__ import annotations
 
@@ -317,3 +318,18 @@ def test_c4_detector_trains_and_predicts():
     assert res.bboxes.shape[1] == 4 and len(res.bboxes) == len(res.scores) == len(res.labels) <= 100
     if len(res):
         assert res.bboxes.max() <= 32 + 1e-4 and res.labels.max() < 3  # original image is 32x32
+
+
+# -- the README's figures --------------------------------------------------------------------------
+
+
+def test_readme_variant_table_states_the_built_parameter_counts():
+    import re
+
+    text = (ROOT / "plugins" / "rcnn" / "README.md").read_text()
+    section = text.split("## Variants", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([\w+\-/.]+)` \|.*\| ([\d,]+)[^|]*\|$", section, flags=re.M)
+    assert len(rows) == 17
+    for rel, stated in rows:
+        count = sum(p.numel() for p in meta_model(load(f"{rel}.toml")).parameters())
+        assert f"{count:,}" == stated, rel
