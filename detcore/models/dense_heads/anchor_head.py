@@ -112,7 +112,8 @@ class AnchorHead(BaseDenseHead):
         self.bbox_coder = build("task_util", bbox_coder, where=f"{name}.bbox_coder")
         self.loss_cls = _build_optional("loss", loss_cls, f"{name}.loss_cls")
         self.loss_bbox = _build_optional("loss", loss_bbox, f"{name}.loss_bbox")
-        self.use_sigmoid_cls = _uses_sigmoid(loss_cls, self.loss_cls)
+        # sigmoid class scores when the built loss says so; no loss module: softmax
+        self.use_sigmoid_cls = bool(getattr(self.loss_cls, "use_sigmoid", False))
         self.cls_out_channels = self.num_classes if self.use_sigmoid_cls else self.num_classes + 1
         self.train_cfg = checked(self, "train_cfg", train_cfg, where=name)
         self.test_cfg = checked(self, "test_cfg", test_cfg, where=name)
@@ -421,13 +422,6 @@ class AnchorHead(BaseDenseHead):
 
 def _build_optional(kind: str, table: Mapping[str, Any] | Any | None, where: str) -> Any:
     return None if table is None else build(kind, table, where=where)
-
-
-def _uses_sigmoid(table: Any, loss: Any) -> bool:
-    """Sigmoid class scores: the table's ``use_sigmoid`` (a built loss: its attribute); no loss: softmax."""
-    if isinstance(table, Mapping):
-        return bool(table.get("use_sigmoid", False))
-    return bool(getattr(loss, "use_sigmoid", False))
 
 
 def _pad_shape(img_meta: Mapping[str, Any]) -> tuple[int, int]:
