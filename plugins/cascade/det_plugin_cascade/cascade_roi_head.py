@@ -35,23 +35,18 @@ import torch
 from detcore.models.dense_heads.base_dense_head import unpack_gt_instances
 from detcore.models.init import ModuleList
 from detcore.models.roi_heads.base_roi_head import BaseRoIHead, proposal_boxes
+from detcore.models.roi_heads.standard_roi_head import StandardRoIHead
 from detcore.models.task_utils.sampling_result import SamplingResult
 from detcore.models.utils import bbox2roi
 from detcore.registry import build
 from detcore.settings import NMS_SETTINGS, REQUIRED, Key, PerStage, Settings, checked
 from detcore.structures.instances import Instances
 
-#: the keys one stage's ``train_cfg.rcnn`` table holds (read by the stage's sampling, box and mask heads)
-STAGE_TRAIN_SETTINGS = Settings(
-    assigner=Key(kind="task_util", default=REQUIRED, doc="assigns the stage's proposals to the ground truth"),
-    sampler=Key(kind="task_util", default=REQUIRED, doc="samples the stage's RoIs"),
-    pos_weight=Key(float, -1.0, doc="classification weight of positives; <= 0: 1"),
-    mask_size=Key((int, list), 28, doc="side (or (h, w)) of the mask targets"),
-    soft_mask_target=Key(bool, False, doc="keep resized bitmap mask targets soft (float)"),
-    debug=Key(bool, False, doc="accepted for the reference's configs; unused"),
-)
+#: one stage's ``train_cfg.rcnn`` table: what StandardRoIHead reads (assigner, sampler) plus what that
+#: stage's box and mask heads declare (pos_weight, mask_size, ...)
+STAGE_TRAIN_SETTINGS = StandardRoIHead.train_settings
 
-#: ``test_cfg.rcnn``: one table for the final detections
+#: ``test_cfg.rcnn``: one table for the final detections (read by the last box and mask heads)
 TEST_SETTINGS = Settings(
     score_thr=Key(float, REQUIRED, doc="drop detections scoring below"),
     nms=Key(NMS_SETTINGS, REQUIRED, doc="the per-class NMS"),

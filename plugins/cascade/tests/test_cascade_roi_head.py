@@ -33,8 +33,8 @@ def _bbox_head(stds: list[float]) -> dict:
     }
 
 
-def _stage_train_cfg(iou: float, num: int = 512, add_gt: bool = True) -> dict:
-    return {
+def _stage_train_cfg(iou: float, num: int = 512, add_gt: bool = True, with_mask: bool = False) -> dict:
+    cfg = {
         "assigner": {
             "type": "MaxIoUAssigner", "pos_iou_thr": iou, "neg_iou_thr": iou, "min_pos_iou": iou,
             "match_low_quality": False, "ignore_iof_thr": -1,
@@ -44,8 +44,8 @@ def _stage_train_cfg(iou: float, num: int = 512, add_gt: bool = True) -> dict:
             "add_gt_as_proposals": add_gt,
         },
         "pos_weight": -1,
-        "mask_size": 28,
     }  # fmt: skip
+    return dict(cfg, mask_size=28) if with_mask else cfg
 
 
 def make_head(
@@ -62,7 +62,7 @@ def make_head(
             "featmap_strides": [4],
         },
         "bbox_head": [_bbox_head(s) for s in STDS],
-        "train_cfg": [_stage_train_cfg(iou, add_gt=add_gt, **train) for iou in IOUS],
+        "train_cfg": [_stage_train_cfg(iou, add_gt=add_gt, with_mask=with_mask, **train) for iou in IOUS],
         "test_cfg": {"score_thr": 0.0, "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 100},
     }
     if with_mask:

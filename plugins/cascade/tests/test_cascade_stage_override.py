@@ -83,9 +83,9 @@ def test_a_stage_index_outside_the_cascade_names_the_file_and_key_path(tmp_path)
 
 def test_a_misspelt_key_in_one_stage_names_that_stage(tmp_path):
     path = tmp_path / "typo.toml"
-    path.write_text(f'extends = ["{BASE.as_posix()}"]\n[model.train_cfg.rcnn.1]\nmask_sise = 28\n')
+    path.write_text(f'extends = ["{BASE.as_posix()}"]\n[model.train_cfg.rcnn.1]\npos_weigth = 1.0\n')
     with pytest.raises(ConfigError) as exc:
         load_validated_config(path)
     msg = str(exc.value)
-    assert f"{path}: model.train_cfg.rcnn.1.mask_sise: unknown key 'mask_sise'" in msg
-    assert "mask_size" in msg
+    assert f"{path}: model.train_cfg.rcnn.1.pos_weigth: unknown key 'pos_weigth'" in msg
+    assert "did you mean 'pos_weight'" in msg
