@@ -285,23 +285,40 @@ def test_soft_nms_config_decays_detections_like_a_slow_reference():
 # -- C4 end to end ---------------------------------------------------------------------------------
 
 
-def test_c4_detector_trains_and_predicts():
-    cfg = load("faster_rcnn/faster_rcnn_r50_caffe_c4_1x_coco.toml").to_dict()["model"]
+def _tiny_single_level(rel: str) -> torch.nn.Module:
+    """The C4 / DC5 config with 3 classes, few proposals and RoIs, no pretrained files."""
+    cfg = load(rel).to_dict()["model"]
     cfg["backbone"].pop("init_cfg")
-    cfg["roi_head"]["shared_head"].pop("init_cfg")
+    if "shared_head" in cfg["roi_head"]:
+        cfg["roi_head"]["shared_head"].pop("init_cfg")
     cfg["roi_head"]["bbox_head"]["num_classes"] = 3
     cfg["train_cfg"]["rpn_proposal"].update(nms_pre=200, max_per_img=30)
     cfg["train_cfg"]["rcnn"]["sampler"]["num"] = 8
     cfg["test_cfg"]["rpn"].update(nms_pre=100, max_per_img=10)
+    cfg["test_cfg"]["rcnn"]["score_thr"] = 0.0  # keep every detection of the untrained model
+    if rel.endswith("dc5_1x_coco.toml"):  # the 2048-wide RPN conv and 100M-parameter fc6 made small
+        cfg["rpn_head"]["feat_channels"] = 64
+        cfg["roi_head"]["bbox_head"]["fc_out_channels"] = 64
     torch.manual_seed(0)
     model = detcore.build("detector", cfg)
     model.init_weights()
-    model.train()
-    assert not any(
-        m.training for m in model.roi_head.shared_head.modules() if isinstance(m, torch.nn.BatchNorm2d)
-    )
+    return model
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "faster_rcnn/faster_rcnn_r50_caffe_c4_1x_coco.toml",
+        "faster_rcnn/faster_rcnn_r50_caffe_dc5_1x_coco.toml",
+    ],
+)
+def test_single_level_detectors_train_and_predict(rel):
+    model = _tiny_single_level(rel).train()
+    assert not any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     gen = torch.Generator().manual_seed(0)
     imgs = torch.randn(1, 3, 64, 64, generator=gen)
+    (feat,) = model.backbone(imgs)
+    assert feat.shape[-2:] == (4, 4)  # stride 16: res4 (C4) or the dilated res5 (DC5)
     metas = [dict(img_shape=(64, 64, 3), pad_shape=(64, 64, 3), ori_shape=(32, 32, 3),
                   scale_factor=[2.0] * 4, batch_input_shape=(64, 64), flip=False)]  # fmt: skip
     gts = [Instances(bboxes=torch.tensor([[10.0, 12.0, 50.0, 44.0]]), labels=torch.tensor([1]))]
@@ -310,14 +327,17 @@ def test_c4_detector_trains_and_predicts():
     total = sum(v if torch.is_tensor(v) else sum(v) for k, v in losses.items() if "loss" in k)
     assert torch.isfinite(total)
     total.backward()
-    # the shared res5 head learns (its convs; its batch norms are frozen)
-    assert model.roi_head.shared_head.layer4[2].conv3.weight.grad.abs().sum() > 0
+    if model.roi_head.with_shared_head:  # C4: the shared res5 head learns (convs; its norms are frozen)
+        assert model.roi_head.shared_head.layer4[2].conv3.weight.grad.abs().sum() > 0
+    else:  # DC5: the dilated res5 of the backbone learns (its projection shortcut: with random init the
+        # residual branches are muted by zero-initialised, frozen last norms)
+        assert model.backbone.layer4[0].downsample[0].weight.grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
         (res,) = model(imgs, metas)
-    assert res.bboxes.shape[1] == 4 and len(res.bboxes) == len(res.scores) == len(res.labels) <= 100
-    if len(res):
-        assert res.bboxes.max() <= 32 + 1e-4 and res.labels.max() < 3  # original image is 32x32
+    assert 0 < len(res.bboxes) == len(res.scores) == len(res.labels) <= 100 and res.bboxes.shape[1] == 4
+    assert res.bboxes.min() >= 0 and res.bboxes.max() <= 32 + 1e-4  # the original image is 32x32
+    assert res.labels.max() < 3 and bool((res.scores[:-1] >= res.scores[1:]).all())
 
 
 # -- the README's figures --------------------------------------------------------------------------
