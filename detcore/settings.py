@@ -152,6 +152,11 @@ class Key(Node):
         if self.kind is not None:
             if isinstance(value, Mapping) and not isinstance(value.get("type"), str):
                 raise SettingsError(path, f"a {self.kind} table needs a 'type' key ({ctx.where})")
+            if isinstance(value, (str, bytes, int, float, list, tuple)):
+                raise SettingsError(
+                    path, f"expects a {self.kind} table or a built object ({ctx.where}), got "
+                    f"{type(value).__name__} {value!r}"
+                )
             ctx.component(value, path, self.kind)
             return
         if isinstance(self.type_, Node):

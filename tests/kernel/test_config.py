@@ -197,3 +197,22 @@ def test_builder_keys_of_layer_tables_pass_validation(tmp_path):
         validate_config(load_config(path), registry=get_registry())
     ok = write(tmp_path / "ok.toml", '[model.backbone.norm_cfg]\ntype = "BN"\nrequires_grad = false\n')
     validate_config(load_config(ok), registry=get_registry())
+
+
+def test_top_level_tables_are_validated_as_the_kind_the_runner_builds(plugin_env, tmp_path):
+    _, reg = plugin_env([("nets", "det-plugin-nets", "1.0", {"detcore_register_backbones": {"Net": Net}})])
+    path = write(tmp_path / "m.toml", '[model]\ntype = "Net"\ndepth = 50\n')
+    with pytest.raises(ConfigError) as exc:
+        validate_config(load_config(path), registry=reg)
+    assert str(exc.value).startswith(f"{path}: model.type: unknown detector 'Net'")
+    assert "'Net' exists as a backbone (plugin nets)" in str(exc.value)
+
+
+def test_a_component_slot_in_settings_refuses_a_plain_value(tmp_path):
+    pytest.importorskip("det_plugin_retinanet", reason="det-plugin-retinanet is not installed")
+    base = Path(__file__).resolve().parents[2] / "configs" / "retinanet" / "retinanet_shapes.toml"
+    cfg = load_config(base, ["model.train_cfg.assigner=3"])
+    expected = (r"--set model.train_cfg.assigner=3: model.train_cfg.assigner: expects a task_util table or "
+                r"a built object \(RetinaHead's train_cfg\), got int 3")
+    with pytest.raises(ConfigError, match=expected):
+        validate_config(cfg)

@@ -333,6 +333,8 @@ def roi_reg(plugin_env):
                 "RoIHead": RoIHead, "StagedRoIHead": StagedRoIHead, "Box": BoxHeadWithSettings,
                 "Mask": MaskHeadWithSettings, "Plain": BoxHead,
             },
+            # also a detector, so that a config's [model] table can hold it
+            "detcore_register_detectors": {"StagedModel": StagedRoIHead},
             "detcore_register_task_utils": {"Assigner": Assigner},
         },
     )])
@@ -362,49 +364,43 @@ def test_included_keys_follow_the_sub_components_present(roi_reg):
 
 def test_per_stage_tables_take_the_keys_of_their_stage_component(roi_reg, tmp_path):
     text = """
-[head]
-type = "StagedRoIHead"
+[model]
+type = "StagedModel"
 bbox_head = [{ type = "Box" }, { type = "Plain" }]
-[[head.train_cfg]]
+[[model.train_cfg]]
 pos_weight = 1.0
-[[head.train_cfg]]
+[[model.train_cfg]]
 pos_weigt = 1.0
 """
     # stage 1's box head declares nothing: its table is open; stage 0's is checked against Box
     validate_config(load_config(write(tmp_path, text)), registry=roi_reg)
     bad = text.replace("pos_weight = 1.0", "pos_wieght = 1.0")
     msg = error_of(load_config(write(tmp_path, bad)), roi_reg)
-    assert "head.train_cfg.0.pos_wieght: unknown key 'pos_wieght' in StagedRoIHead's train_cfg; did you " \
+    assert "model.train_cfg.0.pos_wieght: unknown key 'pos_wieght' in StagedRoIHead's train_cfg; did you " \
         "mean 'pos_weight'?" in msg, msg
 
 
-def test_validate_accepts_the_shipped_roi_layer_tables(tmp_path):
-    """With the real registry: ``roi_layer = {type = "RoIAlign"}`` inside an extractor validates as the
-    roi_layer kind (the extractor declares it), and its keys are RoIAlign's."""
+def test_validate_accepts_the_shipped_roi_layer_tables():
+    """With the real registry and a shipped config: ``roi_layer = {type = "RoIAlign", ...}`` inside the
+    extractor validates as the roi_layer kind (the extractor declares it), with RoIAlign's keys."""
     pytest.importorskip("det_plugin_rcnn", reason="det-plugin-rcnn is not installed")
     from detcore.registry import get_registry
 
-    text = """
-[model]
-type = "SingleRoIExtractor"
-roi_layer = { type = "RoIAlign", output_size = 7, sampling_ratio = 0 }
-out_channels = 256
-featmap_strides = [4, 8, 16, 32]
-"""
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    path = configs / "faster_rcnn" / "faster_rcnn_r50_fpn_1x_coco.toml"
+    cfg = load_config(path)
+    layer = "model.roi_head.bbox_roi_extractor.roi_layer"
+    assert cfg.get(layer)["type"] == "RoIAlign"
     registry = get_registry()
-    assert registry.get("roi_layer", "RoIAlign").factory.__name__ == "RoIAlign"
-    cfg = load_config(write(tmp_path, text))
-    cfg.data["extractor"] = cfg.data.pop("model")  # not a detector: validated by its name alone
     validate_config(cfg, registry=registry)
-    extractor = registry.build("roi_extractor", cfg["extractor"])
-    assert [layer.spatial_scale for layer in extractor.roi_layers] == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
-    cfg.data["extractor"]["roi_layer"]["pool_mod"] = "avg"
-    with pytest.raises(ConfigError, match="extractor.roi_layer.pool_mod: unknown key 'pool_mod' for "
-                                          "roi_layer 'RoIAlign'"):
-        validate_config(cfg, registry=registry)
-    cfg.data["extractor"]["roi_layer"] = {"type": "SingleRoIExtractor"}
+    extractor = registry.build("roi_extractor", cfg.get("model.roi_head.bbox_roi_extractor"))
+    assert [m.spatial_scale for m in extractor.roi_layers] == [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+    bad = load_config(path, [f"{layer}.pool_mod=1"])
+    with pytest.raises(ConfigError, match=f"{layer}.pool_mod: unknown key 'pool_mod' for roi_layer 'RoIAl"):
+        validate_config(bad, registry=registry)
+    wrong_kind = load_config(path, [f'{layer}={{type = "SingleRoIExtractor"}}'])
     with pytest.raises(ConfigError, match="unknown roi_layer 'SingleRoIExtractor'.*exists as a roi_extr"):
-        validate_config(cfg, registry=registry)
+        validate_config(wrong_kind, registry=registry)
 
 
 class Gen:
@@ -426,13 +422,13 @@ class HeadWithDefaultTable(nn.Module):
 
 def test_a_parameter_default_table_declares_the_kind(plugin_env, tmp_path):
     _, reg = plugin_env([("g", "det-plugin-g", "1.0", {
-        "detcore_register_dense_heads": {"HeadWithDefaultTable": HeadWithDefaultTable},
+        "detcore_register_detectors": {"HeadWithDefaultTable": HeadWithDefaultTable},
         "detcore_register_task_utils": {"Gen": Gen},
         "detcore_register_losses": {"GenLoss": GenLoss},
     })])
     assert reg.parameter_kinds(HeadWithDefaultTable) == {"prior_generator": "task_util"}
-    text = '[head]\ntype = "HeadWithDefaultTable"\nprior_generator = { type = "Gen", strides = [4] }\n'
+    text = '[model]\ntype = "HeadWithDefaultTable"\nprior_generator = { type = "Gen", strides = [4] }\n'
     validate_config(load_config(write(tmp_path, text)), registry=reg)
-    cfg = load_config(write(tmp_path, text), ['head.prior_generator={type = "GenLoss"}'])
-    assert "head.prior_generator.type: unknown task_util 'GenLoss'" in error_of(cfg, reg)
+    cfg = load_config(write(tmp_path, text), ['model.prior_generator={type = "GenLoss"}'])
+    assert "model.prior_generator.type: unknown task_util 'GenLoss'" in error_of(cfg, reg)
     assert "'GenLoss' exists as a loss" in error_of(cfg, reg)
