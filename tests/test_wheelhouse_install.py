@@ -1,14 +1,19 @@
-"""Distribution proof: ``pip install det-plugin-fcos`` (or ``det-plugin-rcnn``) from a wheelhouse brings
-in what it depends on.
+"""Distribution proof: ``pip install det-plugin-fcos`` (or ``det-plugin-rcnn``, or ``det-plugin-htc``) from
+a wheelhouse brings in what it depends on.
 
-The wheels of detcore, det-plugin-resnet, det-plugin-fpn, det-plugin-fcos and det-plugin-rcnn are built
-into a temporary wheelhouse; a fresh virtual environment then installs **only** ``det-plugin-fcos`` with
-``pip install --no-index --find-links WHEELHOUSE``, so detcore and the two plugins FCOS builds on
-must come from dependency resolution; a second one installs only ``det-plugin-rcnn`` the same way.
+The wheels of detcore, det-plugin-resnet, det-plugin-fpn, det-plugin-fcos, det-plugin-rcnn,
+det-plugin-cascade and det-plugin-htc are built into a temporary wheelhouse; a fresh virtual environment
+then installs **only** ``det-plugin-fcos`` with ``pip install --no-index --find-links WHEELHOUSE``, so
+detcore and the two plugins FCOS builds on must come from dependency resolution; a second one installs
+only ``det-plugin-rcnn`` the same way.
 Third-party dependencies (torch, numpy, pluggy, ...) are not downloaded: the running environment's
 packages are linked into a directory that a ``.pth`` file puts on the fresh environment's path, where
 pip sees them (with their metadata) as installed. Finally a config that names only
 ``plugins = ["fcos"]`` (``["rcnn"]``: a tiny Faster R-CNN) trains two iterations with ``detcore train``.
+A third environment installs only ``det-plugin-htc``: the chain det-plugin-cascade -> det-plugin-rcnn ->
+det-plugin-resnet, det-plugin-fpn -> detcore resolves from the wheelhouse, ``detcore plugins`` lists every
+link, and the repository's ``configs/htc/htc_shapes.toml`` (copied with its base configs) trains two
+iterations there with the semantic branch on the shapes maps.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ SOURCES = {
     "det-plugin-fpn": ROOT / "plugins" / "fpn",
     "det-plugin-fcos": ROOT / "plugins" / "fcos",
     "det-plugin-rcnn": ROOT / "plugins" / "rcnn",
+    "det-plugin-cascade": ROOT / "plugins" / "cascade",
+    "det-plugin-htc": ROOT / "plugins" / "htc",
 }
 # what belongs to this project (never linked from the development environment)
 OWN_PREFIXES = ("detcore", "det_plugin", "det-plugin", "__editable__", "_detcore", "easy-install",
@@ -173,6 +180,11 @@ def rcnn_env(tmp_path_factory, wheelhouse):
     return make_env(tmp_path_factory.mktemp("env_rcnn"), *wheelhouse, "det-plugin-rcnn")
 
 
+@pytest.fixture(scope="module")
+def htc_env(tmp_path_factory, wheelhouse):
+    return make_env(tmp_path_factory.mktemp("env_htc"), *wheelhouse, "det-plugin-htc")
+
+
 def test_dependencies_come_from_the_wheelhouse(fcos_env):
     names = sorted(p.name.split("-")[0] for p in fcos_env["site"].glob("*.dist-info"))
     # exactly this project's four distributions were installed, nothing third-party was fetched
@@ -301,3 +313,57 @@ def test_two_training_iterations_from_a_config_naming_only_rcnn(rcnn_env):
     assert len(records) == 2
     for rec in records:
         assert all(k in rec for k in ("loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "acc", "loss_bbox"))
+
+
+# -- det-plugin-htc alone: the chain htc -> cascade -> rcnn -> resnet, fpn -> detcore --------------------
+
+HTC_CHAIN = {"htc": "det-plugin-htc", "cascade": "det-plugin-cascade", "rcnn": "det-plugin-rcnn",
+             "resnet": "det-plugin-resnet", "fpn": "det-plugin-fpn"}
+
+
+def test_htc_pulls_in_the_whole_chain(htc_env):
+    names = sorted(p.name.split("-")[0] for p in htc_env["site"].glob("*.dist-info"))
+    assert names == ["det_plugin_cascade", "det_plugin_fpn", "det_plugin_htc", "det_plugin_rcnn",
+                     "det_plugin_resnet", "detcore"]
+    log = htc_env["install_log"].replace("_", "-")
+    assert all(dist in log for dist in (*HTC_CHAIN.values(), "detcore"))
+    # each link declares the next one (what pip resolved)
+    code = ("import importlib.metadata as m, json; print(json.dumps({d: [r.split('>')[0].strip() for r in "
+            "m.requires(d)] for d in ('det-plugin-htc', 'det-plugin-cascade', 'det-plugin-rcnn')}))")
+    requires = json.loads(run([htc_env["py"], "-c", code], env=htc_env["env"], cwd=htc_env["tmp"]).stdout)
+    assert "det-plugin-cascade" in requires["det-plugin-htc"]
+    assert "det-plugin-rcnn" in requires["det-plugin-cascade"]
+    assert {"det-plugin-resnet", "det-plugin-fpn"} <= set(requires["det-plugin-rcnn"])
+    out = run([htc_env["venv"] / "bin" / "detcore", "plugins", "--json"], env=htc_env["env"],
+              cwd=htc_env["tmp"]).stdout
+    plugins = {p["name"]: p for p in json.loads(out)}
+    assert {p["name"] for p in plugins.values() if not p["builtin"]} == set(HTC_CHAIN)
+    for name, dist in HTC_CHAIN.items():
+        assert plugins[name]["distribution"] == dist and plugins[name]["status"] == "loaded", plugins[name]
+        assert all(f.startswith(str(htc_env["site"])) for f in plugins[name]["files"][:1])
+    assert plugins["htc"]["components"] == {
+        "roi_head": ["HTCMaskHead", "HybridTaskCascadeRoIHead"], "detector": ["HybridTaskCascade"],
+    }
+    assert plugins["cascade"]["components"]["roi_head"] == ["CascadeRoIHead"]
+
+
+def test_two_training_iterations_of_the_htc_shapes_config(htc_env):
+    import shutil
+
+    work = htc_env["tmp"] / "run"
+    for sub in ("htc", "_base_"):
+        shutil.copytree(ROOT / "configs" / sub, work / "configs" / sub)
+    # one epoch of two batches of two 64 px images, the shapes data generated in the work dir
+    sets = ["runner.max_epochs=1", "data.batch_size=2", "log_config.interval=1", "lr_config.warmup_iters=1"]
+    for split in ("train", "val"):
+        sets += [f"data.{split}.root=shapes", f"data.{split}.num_train=4", f"data.{split}.num_val=2",
+                 f"data.{split}.image_size=[64, 64]"]
+    sets += ["data.train.pipeline.2.img_scale=[64, 64]"]
+    result = run([htc_env["venv"] / "bin" / "detcore", "train", "configs/htc/htc_shapes.toml", "--work-dir",
+                  "wd", "--device", "cpu", "--set", *sets], env=htc_env["env"], cwd=work)  # fmt: skip
+    (log,) = (work / "wd").glob("*.log.json")
+    records = [json.loads(line) for line in log.read_text().splitlines() if '"loss"' in line]
+    assert len(records) == 2, result.stdout + result.stderr
+    for rec in records:
+        for key in ("loss_rpn_cls", "loss_semantic_seg", "s0.loss_cls", "s1.loss_bbox", "s2.loss_mask"):
+            assert key in rec and rec[key] == rec[key], (key, rec)  # present and not NaN

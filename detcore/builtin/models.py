@@ -1,9 +1,9 @@
 """Built-in plugin: the model library's shared detectors, dense-head base, RoI heads and RoI layers.
 
 ``SingleStageDetector``, ``TwoStageDetector`` (kind ``detector``), ``AnchorHead`` (kind
-``dense_head``), the RoI heads and their box heads (kind ``roi_head``), ``SingleRoIExtractor`` (kind
-``roi_extractor``) and ``RoIAlign`` / ``RoIPool`` (kind ``roi_layer``) are usable directly from configs;
-detector families subclass them in their own plugins.
+``dense_head``), the RoI heads, their box and mask heads and ``FusedSemanticHead`` (kind ``roi_head``),
+``SingleRoIExtractor`` (kind ``roi_extractor``) and ``RoIAlign`` / ``RoIPool`` (kind ``roi_layer``)
+are usable directly from configs; detector families subclass them in their own plugins.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from detcore.models.roi_heads import (
     StandardRoIHead,
 )
 from detcore.models.roi_heads.mask_heads import FCNMaskHead
+from detcore.models.roi_heads.semantic_heads import FusedSemanticHead
 from detcore.ops.modules import RoIAlign, RoIPool
 
 
@@ -45,6 +46,7 @@ def detcore_register_roi_heads() -> Mapping[str, Factory]:
         "Shared2FCBBoxHead": Shared2FCBBoxHead,
         "Shared4Conv1FCBBoxHead": Shared4Conv1FCBBoxHead,
         "FCNMaskHead": FCNMaskHead,
+        "FusedSemanticHead": FusedSemanticHead,
     }
 
 

@@ -115,7 +115,8 @@ class TwoStageDetector(BaseDetector):
         **extra: Any,
     ) -> dict[str, Any]:
         """RPN losses (``loss_rpn_cls``, ``loss_rpn_bbox``) and RoI losses (``loss_cls``, ``acc``,
-        ``loss_bbox``, ...) of a batch in one dict."""
+        ``loss_bbox``, ...) of a batch in one dict. The batch entries of ``extra`` that the RoI head
+        names in its ``loss_inputs`` (e.g. ``gt_semantic_seg``) go to its ``loss`` as keywords."""
         feats = self.extract_feat(imgs)
         losses: dict[str, Any] = {}
         if self.with_rpn:
@@ -133,7 +134,17 @@ class TwoStageDetector(BaseDetector):
             losses.update(rpn_losses)
         else:
             proposal_list = self._given_proposals(proposals, imgs.shape[0])
-        losses.update(self.roi_head.loss(feats, proposal_list, gt_instances, img_metas, gt_ignored_instances))
+        # batch entries the RoI head asks for by name (e.g. HTC's gt_semantic_seg)
+        wanted = {k: extra[k] for k in getattr(self.roi_head, "loss_inputs", ()) if k in extra}
+        missing = set(getattr(self.roi_head, "loss_inputs", ())) - set(wanted)
+        if missing:
+            raise KeyError(
+                f"{type(self).__name__}: the roi_head {type(self.roi_head).__name__} trains on "
+                f"{sorted(missing)}, which the batch lacks (load them in the pipeline)"
+            )
+        losses.update(
+            self.roi_head.loss(feats, proposal_list, gt_instances, img_metas, gt_ignored_instances, **wanted)
+        )
         return losses
 
     def predict(
