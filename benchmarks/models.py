@@ -3,10 +3,13 @@
     python benchmarks/models.py                         # every family in FAMILIES
     python benchmarks/models.py --family retinanet      # one family (repeat --family for more)
     python benchmarks/models.py --json results.json     # also write the figures as JSON
+    python benchmarks/models.py --score-thr 0 --inference-only   # untrained models keep max_per_img boxes
 
 For each family the standard config in FAMILIES is built (backbone pretrained weights left out; the
 heads get their own init, e.g. RetinaNet's prior-probability bias; ``--checkpoint family=path``
-loads real weights instead, which changes how many candidates reach NMS). Each measurement runs in
+loads real weights instead, which changes how many candidates reach NMS; ``--score-thr 0`` makes an
+untrained model return its ``max_per_img`` detections, so that post-processing and Mask R-CNN's mask
+head and pasting do the work they do for a trained model). Each measurement runs in
 a fresh subprocess with ``torch.set_num_threads(--threads)`` (default 2):
 
 - inference: batch 1, eval mode, ``torch.inference_mode()``, a 1333x800 image (``img_shape``
@@ -52,6 +55,8 @@ FAMILIES: dict[str, str] = {
     "rpn": "configs/rpn/rpn_r50_fpn_1x_coco.toml",
     "faster_rcnn": "configs/faster_rcnn/faster_rcnn_r50_fpn_1x_coco.toml",
     "mask_rcnn": "configs/mask_rcnn/mask_rcnn_r50_fpn_1x_coco.toml",
+    "cascade_rcnn": "configs/cascade_rcnn/cascade_rcnn_r50_fpn_1x_coco.toml",
+    "cascade_mask_rcnn": "configs/cascade_rcnn/cascade_mask_rcnn_r50_fpn_1x_coco.toml",
 }
 
 GEMM_N = 4096  # the peak-measuring matmul: (N, N) @ (N, N) fp32, 2 * N**3 FLOPs
@@ -77,7 +82,7 @@ def _peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
-def _build(config: str, checkpoint: str | None) -> Any:
+def _build(config: str, checkpoint: str | None, score_thr: float | None = None) -> Any:
     import torch
 
     import detcore
@@ -88,6 +93,11 @@ def _build(config: str, checkpoint: str | None) -> Any:
     # no pretrained download for a timing run (a C4 shared head starts from the backbone's file too)
     model_cfg.get("backbone", {}).pop("init_cfg", None)
     (model_cfg.get("roi_head", {}).get("shared_head") or {}).pop("init_cfg", None)
+    if score_thr is not None:
+        test_cfg = model_cfg.get("test_cfg") or {}
+        stage = test_cfg.get("rcnn") if "rcnn" in test_cfg else test_cfg  # two-stage: the final stage
+        if "score_thr" in stage:
+            stage["score_thr"] = score_thr
     torch.manual_seed(0)
     model = detcore.build("detector", model_cfg)
     if checkpoint:
@@ -144,13 +154,20 @@ def _batch(batch_size: int, with_gt: bool) -> dict[str, Any]:
 
 
 def _measure(
-    phase: str, config: str, checkpoint: str | None, threads: int, warmup: int, repeats: int, queue: Any
+    phase: str,
+    config: str,
+    checkpoint: str | None,
+    threads: int,
+    warmup: int,
+    repeats: int,
+    queue: Any,
+    score_thr: float | None = None,
 ) -> None:
     """Run one phase in this (fresh) process and put its figures on ``queue``."""
     import torch
 
     torch.set_num_threads(threads)
-    model = _build(config, checkpoint)
+    model = _build(config, checkpoint, score_thr)
     rss_model = _rss_mib()
     times, cpu_times = [], []
     if phase == "inference":
@@ -252,14 +269,20 @@ def _result_of(proc: Any, queue: Any, what: str) -> Any:
 
 
 def run_family(
-    family: str, checkpoint: str | None, threads: int, warmup: int, repeats: int
+    family: str,
+    checkpoint: str | None,
+    threads: int,
+    warmup: int,
+    repeats: int,
+    score_thr: float | None = None,
+    phases: tuple[str, ...] = ("inference", "train_step"),
 ) -> dict[str, Any]:
-    """Both phases of one family, each in its own spawned process."""
+    """The ``phases`` of one family, each in its own spawned process."""
     ctx = mp.get_context("spawn")
     out: dict[str, Any] = {"family": family, "config": FAMILIES[family]}
-    for phase in ("inference", "train_step"):
+    for phase in phases:
         queue = ctx.Queue()
-        args = (phase, FAMILIES[family], checkpoint, threads, warmup, repeats, queue)
+        args = (phase, FAMILIES[family], checkpoint, threads, warmup, repeats, queue, score_thr)
         proc = ctx.Process(target=_measure, args=args)
         proc.start()
         out[phase] = _result_of(proc, queue, f"{family} {phase}")
@@ -285,7 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--score-thr", type=float, help="the final score threshold of every model's test_cfg (0: keep all)"
+    )
+    parser.add_argument("--inference-only", action="store_true", help="skip the training step")
     args = parser.parse_args(argv)
+    phases = ("inference",) if args.inference_only else ("inference", "train_step")
     checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
     families = args.family or sorted(FAMILIES)
     import torch
@@ -296,25 +324,29 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.threads} threads, {args.warmup} warm-up + {args.repeats} timed runs; "
         "wall s median / min (process CPU s median); "
         f"fp32 GEMM peak ({GEMM_N}x{GEMM_N} matmul, best of {max(3, args.repeats)}): {peak / 1e9:.1f} GFLOP/s"
+        + ("" if args.score_thr is None else f"; score_thr {args.score_thr:g}")
     )
     print(
         "| family | inference 1x1333x800 | train step 2x1333x800 "
         "| peak RSS inference (MiB) | peak RSS train (MiB) | RSS after build (MiB) "
-        "| forward GFLOPs | GEMM peak GFLOP/s | % of GEMM peak |"
+        "| forward GFLOPs | GEMM peak GFLOP/s | % of GEMM peak | detections |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     results = []
     for family in families:
-        r = run_family(family, checkpoints.get(family), args.threads, args.warmup, args.repeats)
+        r = run_family(
+            family, checkpoints.get(family), args.threads, args.warmup, args.repeats, args.score_thr, phases
+        )
         results.append(r)
-        inf, tr = r["inference"], r["train_step"]
+        inf, tr = r["inference"], r.get("train_step")
         r["gemm_fraction"] = inf["flops"] / inf["median_s"] / inf["gemm_peak_flops"]
+        train = "-" if tr is None else f"{tr['median_s']:.2f} / {tr['min_s']:.2f} ({tr['cpu_median_s']:.2f})"
+        train_rss = "-" if tr is None else f"{tr['peak_rss_mib']:.0f}"
         print(
             f"| {family} | {inf['median_s']:.2f} / {inf['min_s']:.2f} ({inf['cpu_median_s']:.2f}) "
-            f"| {tr['median_s']:.2f} / {tr['min_s']:.2f} ({tr['cpu_median_s']:.2f}) "
-            f"| {inf['peak_rss_mib']:.0f} | {tr['peak_rss_mib']:.0f} | {inf['rss_after_build_mib']:.0f} "
+            f"| {train} | {inf['peak_rss_mib']:.0f} | {train_rss} | {inf['rss_after_build_mib']:.0f} "
             f"| {inf['flops'] / 1e9:.1f} | {inf['gemm_peak_flops'] / 1e9:.1f} "
-            f"| {100 * r['gemm_fraction']:.0f}% |"
+            f"| {100 * r['gemm_fraction']:.0f}% | {inf['detections']} |"
         )
     if args.json:
         summary = {"threads": args.threads, "torch": torch.__version__, "gemm_peak_flops": peak}
