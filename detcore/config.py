@@ -395,6 +395,9 @@ def validate_config(cfg: Config, registry: Any | None = None) -> None:
             )
     check_required_plugins(plugins, registry.manager, where=cfg.source_of("plugins"))
     _Validator(cfg, registry).visit(cfg.data, "", None)
+    from detcore.config_checks import check_config_tables
+
+    check_config_tables(cfg, registry)
 
 
 class _Validator:
@@ -439,6 +442,13 @@ class _Validator:
                 check_arguments(entry, {arg: None}, require=False)
             except ConfigError as exc:
                 raise ConfigError(f"{self.where(_join(path, arg))}: {exc}") from None
+        from detcore.config_checks import check_value_types
+
+        own = {k: v for k, v in args.items() if k not in BUILDER_KEYS.get(entry.kind, ())}
+        wrong = check_value_types(entry.factory, own)  # what the signature declares: int, float, Literal
+        if wrong:
+            key, reason = wrong
+            raise ConfigError(f"{self.where(_join(path, key))}: {reason} ({entry.kind} '{entry.name}')")
         settings = declared_settings(entry.factory)
         try:
             check_settings(

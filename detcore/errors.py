@@ -75,3 +75,23 @@ def config_place(key_path: str) -> str:
     if source_of is None or not key_path or ": " in key_path:
         return key_path
     return f"{source_of(key_path)}: {key_path}"
+
+
+def describe(exc: BaseException) -> str:
+    """One line for ``exc``: its location (if a layer attached one, see :func:`located`), the type
+    unless it is detcore's own error, and the message (a ``KeyError``'s key as ``missing key 'k'``)."""
+    where = getattr(exc, "detcore_where", None)
+    message = str(exc) or repr(exc)
+    if "\nOriginal Traceback" in message:  # re-raised from a DataLoader worker: the original's last line
+        last = message.rstrip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if last.startswith(f"{type(exc).__module__}.") else last
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        arg = exc.args[0]  # a sentence (``KeyError("invalid depth 19 ...")``) reads as it is
+        message = arg if isinstance(arg, str) and " " in arg else f"missing key {arg!r}"
+    if not isinstance(exc, DetcoreError):
+        message = f"{type(exc).__name__}: {message}"
+    return f"{where}: {message}" if where else message
+
+
+class ConfigWarning(UserWarning):
+    """Something in a config that runs but is probably not meant (a schedule step past the end)."""

@@ -29,4 +29,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary['num_detections']} detections in {len(summary['pictures'])} inputs")
     print(f"pictures: {args.out}")
     print(f"detections: {summary['json']}")
+    if summary.get("bad_data"):
+        counts = ", ".join(f"{k}={v}" for k, v in summary["bad_data"].items())
+        print(f"skipped inputs: {counts}; every item in {summary['bad_data_file']}")
     return 0

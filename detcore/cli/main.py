@@ -11,10 +11,11 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from typing import Sequence
 
 from detcore import __version__
-from detcore.errors import DetcoreError
+from detcore.errors import ConfigWarning, DetcoreError, describe
 
 SUBCOMMAND_MODULES = (
     "detcore.cli.plugins_cmd",
@@ -85,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from detcore.plugins import block_plugins
 
         block_plugins(blocked_from_options(args.plugin_options))
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("detcore: interrupted", file=sys.stderr)
         return 130
@@ -98,17 +101,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Config warnings as ``detcore: warning: <file>: <key>: <what>``; other warnings as Python shows them."""
+    if issubclass(category, ConfigWarning):
+        print(f"detcore: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
 def error_line(exc: BaseException) -> str:
     """One line for ``exc``: its location (if a layer attached one), the type unless it is detcore's own
     error, and the message. The first line of a multi-line message is kept whole; the rest follows."""
-    where = getattr(exc, "detcore_where", None)
-    message = str(exc) or repr(exc)
-    if isinstance(exc, KeyError) and len(exc.args) == 1:
-        arg = exc.args[0]  # a sentence (``KeyError("invalid depth 19 ...")``) reads as it is
-        message = arg if isinstance(arg, str) and " " in arg else f"missing key {arg!r}"
-    if not isinstance(exc, DetcoreError):
-        message = f"{type(exc).__name__}: {message}"
-    return f"{where}: {message}" if where else message
+    return describe(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,17 @@ reason                     handling
 ``no_annotations``         image without (valid) annotations: dropped from training when
                            ``filter_empty_gt`` (kept in test mode, where it is not a problem)
 ``bad_annotation``         anything else malformed (e.g. a bbox that is not 4 numbers): skipped
+``empty_image``            image file of 0 bytes: the image is dropped from the index
+``bad_image_size``         image entry with a width or height that is not a positive number: dropped
+``orphan_annotation``      annotation whose image id is not an image of the file: skipped
+``duplicate_image_id``     two image entries with one id: both kept, the later one under a new id
+                           (``detail`` names it; the id's annotations stay with the first); refused
+                           under ``strict``
 =========================  ==========================================================================
+
+Every item is logged once (a warning naming the dataset, image id, file and reason), and
+:func:`report_bad_data` writes the full list of a split to ``<work_dir>/bad_data_<split>.json`` and logs
+the counts: the training loop at the end of every epoch, the evaluation loops after every pass.
 
 With ``strict = true`` the first problem raises :class:`BadDataError` naming the image id, the file
 and the reason (``box_clipped`` and ``no_annotations`` are not errors).
@@ -37,15 +47,20 @@ import shutil
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable
+
+from detcore.errors import DetcoreError
 
 logger = logging.getLogger("detcore.data")
 
 #: reasons that are recorded but never raised under ``strict``
 NON_FATAL = frozenset({"box_clipped", "no_annotations"})
+#: reasons whose item is repaired and kept (the others are skipped)
+REPAIRED = frozenset({"box_clipped", "duplicate_image_id"})
 
 
-class BadDataError(ValueError):
+class BadDataError(DetcoreError, ValueError):
     """A dataset problem under ``strict = true``; the message names image id, file and reason."""
 
 
@@ -75,6 +90,7 @@ class BadDataReporter:
         self.records: list[BadDataRecord] = []
         self._spool_dir: str | None = None
         self._owner_pid = os.getpid()
+        self._logged: set[tuple[str, str, str, str]] = set()
 
     # -- recording ---------------------------------------------------------------------------------
 
@@ -83,6 +99,7 @@ class BadDataReporter:
         if self.strict and reason not in NON_FATAL:
             raise BadDataError(f"{self.name}: {rec} (strict = true; set strict = false to skip and count)")
         self.records.append(rec)
+        self._log_once(rec)
 
     def record_runtime(self, reason: str, img_id: Any, filename: str, detail: str = "") -> None:
         rec = BadDataRecord(reason, img_id, str(filename), detail)
@@ -91,6 +108,16 @@ class BadDataReporter:
         path = os.path.join(self._spool(), f"{os.getpid()}.jsonl")
         with open(path, "a") as f:
             f.write(json.dumps(asdict(rec), default=str) + "\n")
+        if os.getpid() == self._owner_pid:  # found by a loader worker: logged by the main process's report
+            self._log_once(rec)
+
+    def _log_once(self, rec: BadDataRecord, log: logging.Logger | None = None) -> None:
+        key = (rec.reason, str(rec.img_id), rec.filename, rec.detail)
+        if key in self._logged:
+            return
+        self._logged.add(key)
+        verb = "fixed" if rec.reason in REPAIRED else "skipped"
+        (log or logger).warning(f"{self.name}: {verb}: {rec}")
 
     def _spool(self) -> str:
         if self._spool_dir is None:
@@ -123,7 +150,16 @@ class BadDataReporter:
     # -- summary -----------------------------------------------------------------------------------
 
     def all_records(self) -> list[BadDataRecord]:
-        return self.records + self.runtime_records()
+        """Indexing-time and runtime records, each item once (an image read again in a later epoch is
+        not counted twice)."""
+        seen: set[tuple[str, str, str, str]] = set()
+        out = []
+        for rec in self.records + self.runtime_records():
+            key = (rec.reason, str(rec.img_id), rec.filename, rec.detail)
+            if key not in seen:
+                seen.add(key)
+                out.append(rec)
+        return out
 
     def summary(self) -> dict[str, int]:
         """``{reason: count}`` over indexing-time and runtime records."""
@@ -142,3 +178,58 @@ class BadDataReporter:
         if reset:
             self.reset_runtime()
         return counts
+
+
+# -- the report of a split: every item once in the log, counts, and the full list as JSON ----------------
+
+
+def reporters_of(dataset: Any) -> list[BadDataReporter]:
+    """The reporters of ``dataset`` and of the datasets it wraps (concatenations, repeats)."""
+    found: list[BadDataReporter] = []
+    stack = [dataset]
+    while stack:
+        d = stack.pop()
+        reporter = getattr(d, "bad_data", None)
+        if isinstance(reporter, BadDataReporter) and reporter not in found:
+            found.append(reporter)
+        stack.extend(reversed(list(getattr(d, "datasets", []) or [])))
+        if getattr(d, "dataset", None) is not None:
+            stack.append(d.dataset)
+    return found
+
+
+def report_bad_data(
+    source: Any, split: str, work_dir: str | Path | None, log: logging.Logger | None = None
+) -> dict[str, int]:
+    """Log every bad item of ``source`` (a dataset, or reporters) not logged yet, write the full list to
+    ``<work_dir>/bad_data_<split>.json`` and log one summary line with the counts and that path.
+
+    Returns ``{reason: count}`` (empty when nothing was bad; then no file is written).
+    """
+    log = log or logger
+    reporters = source if isinstance(source, (list, tuple)) else reporters_of(source)
+    items = []
+    for reporter in reporters:
+        for rec in reporter.all_records():
+            reporter._log_once(rec, log)
+            items.append({"dataset": reporter.name, **asdict(rec)})
+    counts = dict(sorted(Counter(item["reason"] for item in items).items()))
+    if not counts:
+        return counts
+    parts = ", ".join(f"{k}={v}" for k, v in counts.items())
+    where = ""
+    if work_dir is not None:
+        path = Path(work_dir) / f"bad_data_{split}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"split": split, "counts": counts, "items": items}, indent=1, default=str))
+        where = f"; every item in {path}"
+    log.warning(f"data.{split}: bad data skipped or fixed: {parts} (total {len(items)}){where}")
+    return counts
+
+
+def summarise(reporters: Iterable[BadDataReporter]) -> dict[str, int]:
+    """``{reason: count}`` over several reporters."""
+    total: Counter[str] = Counter()
+    for reporter in reporters:
+        total.update(reporter.summary())
+    return dict(sorted(total.items()))

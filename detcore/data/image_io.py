@@ -82,6 +82,8 @@ def _pillow_decode(data: bytes, color_type: str, source: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
+            if im.mode.startswith(("I", "F")) and not color_type.startswith("unchanged"):
+                im = Image.fromarray(_to_uint8(np.asarray(im)))  # Pillow's convert() would saturate
             if color_type.startswith("color"):
                 arr = np.asarray(im.convert("RGB"))[:, :, ::-1]
             elif color_type.startswith("grayscale"):
@@ -102,6 +104,19 @@ def _pillow_decode(data: bytes, color_type: str, source: str) -> np.ndarray:
         stacklevel=3,
     )
     return arr
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """A high-bit-depth single-channel image scaled to 8 bits as OpenCV's decoder does (``v >> 8``
+    for 16-bit data; 32-bit integer data with larger values and float data by their maximum)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.integer) and arr.size and arr.min() >= 0 and arr.max() <= 65535:
+        return (arr.astype(np.uint32) >> 8).astype(np.uint8)
+    arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    top = arr.max() if arr.size else 0.0
+    scale = 255.0 if top <= 1.0 else 255.0 / top
+    return np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8)
 
 
 def imread(path: str, color_type: str = "color", channel_order: str = "bgr") -> np.ndarray:

@@ -193,7 +193,6 @@ class BaseTrainLoop(BaseLoop):
         else:
             self._epoch_rng = get_rng_state()
         runner.call.before_train_epoch(runner=runner)
-        self._report_bad_data(loader)
         batches = iter(loader)
         for skipped in range(self.inner_iter):  # resuming mid-epoch: the batches already trained on
             if next(batches, None) is None:
@@ -210,6 +209,7 @@ class BaseTrainLoop(BaseLoop):
                 break
         else:
             self._position = {"epoch": self.epoch + 1, "iter": self.iter, "inner_iter": 0}
+            _report_bad_data(loader, runner, "train")
             runner.call.after_train_epoch(runner=runner)
             self.epoch += 1
             self.inner_iter = 0
@@ -237,16 +237,6 @@ class BaseTrainLoop(BaseLoop):
             elif isinstance(getattr(obj, "generator", None), torch.Generator):  # e.g. torch's RandomSampler
                 obj.generator.manual_seed(self.runner.seed + epoch)
 
-    def _report_bad_data(self, loader: Any) -> None:
-        dataset = getattr(loader, "dataset", None)
-        for name in ("bad_data_summary", "bad_data_report"):
-            fn = getattr(dataset, name, None)
-            if callable(fn):
-                summary = fn()
-                if summary:
-                    self.runner.logger.warning(f"bad data so far: {summary}")
-                return
-
     def _save_on_interrupt(self) -> None:
         if self._stepped_iter == self.iter:  # the step of the interrupted iteration was applied
             self._position = {"epoch": self.epoch, "iter": self.iter + 1, "inner_iter": self.inner_iter + 1}
@@ -256,6 +246,14 @@ class BaseTrainLoop(BaseLoop):
         self.runner.logger.warning(
             f"interrupted at iteration {self._position['iter']}: saved {path}; resume with --resume"
         )
+
+
+def _report_bad_data(loader: Any, runner: Any, split: str) -> None:
+    """Log the split's bad items and counts, and write the full list into the work dir (rank 0)."""
+    from detcore.data.bad_data import report_bad_data
+
+    if getattr(runner, "rank", 0) == 0:
+        report_bad_data(getattr(loader, "dataset", None), split, runner.work_dir, runner.logger)
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -363,6 +361,8 @@ class EvalLoop(BaseLoop):
         after_iter = getattr(runner.call, f"after_{event}_iter")
         getattr(runner.call, f"before_{event}_epoch")(runner=runner)
         for idx, batch in enumerate(loader):
+            if not batch.get("img_metas"):  # every image of the batch was unreadable (reported below)
+                continue
             before_iter(runner=runner, batch_idx=idx, batch=batch)
             batch = to_device(batch, runner.device)
             with runner.autocast():
@@ -376,6 +376,7 @@ class EvalLoop(BaseLoop):
             if runner.rank == 0:
                 metrics = dict(metric.compute(results))
             metrics = dist_utils.broadcast_object(metrics)
+        _report_bad_data(loader, runner, self.split)
         getattr(runner.call, f"after_{event}_epoch")(runner=runner, metrics=metrics)
         model.train(was_training)
         set_rng_state(rng)

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from detcore.data.bad_data import BadDataReporter, report_bad_data
 from detcore.errors import DetcoreError
 from detcore.structures import Instances
 from detcore.visualization import show_result
@@ -78,11 +79,11 @@ def run_inference(
     coco: dict[str, Any] = {"images": [], "annotations": [], "categories": []}
     coco["categories"] = [{"id": i + 1, "name": n} for i, n in enumerate(class_names)]
     pictures = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
+    numbered = _readable(list(enumerate(images, 1)), reporter := BadDataReporter("infer"))
+    for start in range(0, len(numbered), batch_size):
+        chunk = [path for _, path in numbered[start : start + batch_size]]
         results = inference_detector(model, [str(p) for p in chunk])
-        for offset, (path, result) in enumerate(zip(chunk, results)):
-            image_id = start + offset + 1
+        for (image_id, path), result in zip(numbered[start : start + batch_size], results):
             drawn = show_result(
                 path, result, class_names, score_thr=score_thr, out_file=out_dir / f"{path.stem}.png"
             )
@@ -96,7 +97,26 @@ def run_inference(
         ann["id"] = i
     json_path = out_dir / "detections.json"
     json_path.write_text(json.dumps(coco))
-    return {"pictures": pictures, "json": json_path, "num_detections": len(coco["annotations"])}
+    bad = report_bad_data([reporter], "infer", out_dir)
+    return {
+        "pictures": pictures, "json": json_path, "num_detections": len(coco["annotations"]), "bad_data": bad,
+        "bad_data_file": out_dir / "bad_data_infer.json" if bad else None,
+    }
+
+
+def _readable(numbered: list[tuple[int, Path]], reporter: BadDataReporter) -> list[tuple[int, Path]]:
+    """The inputs that decode; each other one is reported (image id = its place in the inputs, 1-based)."""
+    from detcore.data.image_io import ImageReadError, imread
+
+    out = []
+    for image_id, path in numbered:
+        try:
+            imread(str(path))
+        except ImageReadError as exc:
+            reporter.record("corrupt_image", image_id, str(path), str(exc))
+            continue
+        out.append((image_id, path))
+    return out
 
 
 def _infer_video(model: Any, video: Path, out_dir: Path, class_names: list[str], score_thr: float) -> Path:

@@ -93,7 +93,6 @@ def _cli(argv: list[str], capsys) -> tuple[int, list[str]]:
     [
         ("model.bbox_head.num_classes=0", "model.bbox_head", "ValueError: RetinaHead: num_classes must"),
         ("model.backbone.depth=19", "model.backbone", "KeyError: ResNet: invalid depth 19"),
-        ("optimizer.lr=[1, 2]", "optimizer", "TypeError: float() argument must be"),
     ],
 )
 def test_component_build_errors_name_the_file_and_table(tmp_path, capsys, monkeypatch, override, where, what):
@@ -172,3 +171,17 @@ def test_code_loading_keys_are_refused(tmp_path, capsys, key):
     rc, err = _cli(["config", "show", str(cfg)], capsys)
     assert rc == 1
     assert err[0].startswith(f"detcore: error: {cfg}: {key}: detcore configs never import or run code; ")
+
+
+def test_a_type_the_factory_declares_is_refused_before_anything_is_built(tmp_path, capsys):
+    rc, err = _cli(["train", SHAPES, "--work-dir", str(tmp_path), "--set", "optimizer.lr=[1, 2]"], capsys)
+    assert rc == 1
+    assert err == ["detcore: error: --set optimizer.lr=[1, 2]: optimizer.lr: expects float, got list [1, 2] "
+                   "(optimizer 'AdamW')"]
+
+
+def test_an_optimizer_constructor_error_names_the_table(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DETCORE_DEBUG", raising=False)
+    rc, err = _cli(["train", SHAPES, "--work-dir", str(tmp_path), "--set", "optimizer.lr=-1.0"], capsys)
+    assert rc == 1
+    assert err[0] == f"detcore: error: {SHAPES}: optimizer: ValueError: Invalid learning rate: -1.0"

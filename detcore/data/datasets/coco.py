@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -57,8 +58,17 @@ class CocoDataset(CustomDataset):
         )
 
     def load_annotations(self, ann_file: str) -> list[dict[str, Any]]:
+        with open(ann_file) as f:
+            data = json.load(f)
+        if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+            raise ValueError("not a COCO annotation file: expected an object with an 'images' array")
+        data = dict(data, images=self._checked_images(data["images"]))
+        data["annotations"] = self._checked_annotations(data.get("annotations") or [], data["images"])
+        data.setdefault("categories", [])
+        self.coco = COCO()
+        self.coco.dataset = data
         with contextlib.redirect_stdout(io.StringIO()):
-            self.coco = COCO(ann_file)
+            self.coco.createIndex()
         cats = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
         name2id = {c["name"]: c["id"] for c in cats}
         self.all_cat_ids = set(name2id.values())
@@ -77,6 +87,64 @@ class CocoDataset(CustomDataset):
             info["filename"] = info["file_name"]
             infos.append(info)
         return infos
+
+    def _checked_images(self, images: list[Any]) -> list[dict[str, Any]]:
+        """The image entries with an id and a file name; a repeated id is reported, and the later
+        entry kept under a new id (pycocotools would silently keep only one of them)."""
+        good = []
+        for i, img in enumerate(images):
+            if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
+                img_id = img.get("id", f"#{i}") if isinstance(img, dict) else f"#{i}"
+                detail = f"image entry {i} needs 'id' and 'file_name'"
+                self.bad_data.record("bad_annotation", img_id, "?", detail)
+                continue
+            good.append(dict(img))
+        seen: dict[Any, str] = {}
+        numeric = [img["id"] for img in good if isinstance(img["id"], int)]
+        next_id = max(numeric, default=0) + 1
+        for img in good:
+            first = seen.get(img["id"])
+            if first is None:
+                seen[img["id"]] = img["file_name"]
+                continue
+            new_id, next_id = next_id, next_id + 1
+            self.bad_data.record(
+                "duplicate_image_id", img["id"], img["file_name"],
+                f"id also used by {first}; kept as image id {new_id} (the id's annotations stay with "
+                f"{first})",
+            )
+            img["original_id"], img["id"] = img["id"], new_id
+            seen[new_id] = img["file_name"]
+        return good
+
+    def _checked_annotations(self, anns: list[Any], images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Annotations that are tables of an existing image with a bbox of 4 finite numbers (the
+        metric's ground truth reads them too); the others are reported."""
+        files = {img["id"]: img["file_name"] for img in images if "original_id" not in img}
+        out = []
+        for i, ann in enumerate(anns):
+            if not isinstance(ann, dict):
+                self.bad_data.record("bad_annotation", "?", "?", f"annotation {i} is not a table")
+                continue
+            box = ann.get("bbox")
+            if ann.get("image_id") in files and not _four_numbers(box):
+                self.bad_data.record(
+                    "bad_annotation", ann["image_id"], files[ann["image_id"]],
+                    f"annotation {ann.get('id', i)}: bbox {box!r} is not 4 numbers",
+                )
+                continue
+            if ann.get("image_id") in files and not np.all(np.isfinite(box)):
+                self.bad_data.record("nan_box", ann["image_id"], files[ann["image_id"]], f"box {box!r}")
+                continue
+            if ann.get("image_id") not in files:
+                self.bad_data.record(
+                    "orphan_annotation", ann.get("image_id"), "?",
+                    f"annotation {ann.get('id', i)} names image id {ann.get('image_id')!r}, which is not "
+                    "an image of the file",
+                )
+                continue
+            out.append(ann)
+        return out
 
     def parse_ann_info(self, idx: int) -> dict[str, Any]:
         info = self.data_infos[idx]
@@ -128,3 +196,11 @@ class CocoDataset(CustomDataset):
 
     def get_cat_ids(self, idx: int) -> list[int]:
         return self.get_ann_info(idx)["labels"].tolist()
+
+
+def _four_numbers(box: Any) -> bool:
+    return (
+        isinstance(box, (list, tuple))
+        and len(box) == 4
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+    )

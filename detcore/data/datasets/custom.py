@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from detcore.data.bad_data import BadDataReporter
+from detcore.data.bad_data import BadDataError, BadDataReporter
 from detcore.data.image_io import ImageReadError
 from detcore.data.transforms.compose import Compose
 from detcore.errors import located
@@ -72,6 +72,8 @@ class CustomDataset(Dataset):
         self.CLASSES = self.get_classes(classes)
         try:
             self.data_infos: list[dict[str, Any]] = self.load_annotations(self.ann_file)
+        except BadDataError:  # strict: its message names the image already
+            raise
         except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
             located(exc, f"annotation file '{self.ann_file}'")
             raise
@@ -275,6 +277,15 @@ class CustomDataset(Dataset):
             path = osp.join(self.img_prefix, info["filename"]) if self.img_prefix else info["filename"]
             if not osp.isfile(path):
                 self.bad_data.record("missing_image", info.get("id"), path, "file not found")
+                continue
+            if osp.getsize(path) == 0:
+                self.bad_data.record("empty_image", info.get("id"), path, "the file has 0 bytes")
+                continue
+            size = (info.get("width"), info.get("height"))
+            if any(v is not None and not (isinstance(v, (int, float)) and v > 0) for v in size):
+                self.bad_data.record(
+                    "bad_image_size", info.get("id"), path, f"width x height {size[0]!r} x {size[1]!r}"
+                )
                 continue
             if self.min_size and min(info.get("width", 1e9), info.get("height", 1e9)) < self.min_size:
                 continue
