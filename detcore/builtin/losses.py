@@ -23,5 +23,6 @@ def detcore_register_losses() -> Mapping[str, Factory]:
         "CIoULoss": L.CIoULoss,
         "BoundedIoULoss": L.BoundedIoULoss,
         "GHMC": L.GHMC,
+        "GaussianFocalLoss": L.GaussianFocalLoss,
         "GHMR": L.GHMR,
     }

@@ -14,6 +14,7 @@ from detcore.models.losses.focal_loss import (
     py_sigmoid_focal_loss,
     sigmoid_focal_loss,
 )
+from detcore.models.losses.gaussian_focal_loss import GaussianFocalLoss, gaussian_focal_loss
 from detcore.models.losses.ghm_loss import GHMC, GHMR
 from detcore.models.losses.iou_loss import (
     BoundedIoULoss,
@@ -51,6 +52,7 @@ __all__ = [
     "DIoULoss",
     "FocalLoss",
     "GIoULoss",
+    "GaussianFocalLoss",
     "IoULoss",
     "L1Loss",
     "MSELoss",
@@ -62,6 +64,7 @@ __all__ = [
     "ciou_loss",
     "cross_entropy",
     "diou_loss",
+    "gaussian_focal_loss",
     "giou_loss",
     "iou_loss",
     "l1_loss",

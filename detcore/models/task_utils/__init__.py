@@ -14,6 +14,14 @@ from detcore.models.task_utils.bbox_coders import (
     legacy_bbox2delta,
     legacy_delta2bbox,
 )
+from detcore.models.task_utils.gaussian_target import (
+    gaussian2D,
+    gaussian_radius,
+    gen_gaussian_target,
+    get_local_maximum,
+    get_topk_from_heatmap,
+    transpose_and_gather_feat,
+)
 from detcore.models.task_utils.iou_calculators import BboxOverlaps2D
 from detcore.models.task_utils.prior_generators import (
     AnchorGenerator,
@@ -47,6 +55,12 @@ __all__ = [
     "bbox2distance",
     "delta2bbox",
     "distance2bbox",
+    "gaussian2D",
+    "gaussian_radius",
+    "gen_gaussian_target",
+    "get_local_maximum",
+    "get_topk_from_heatmap",
     "legacy_bbox2delta",
     "legacy_delta2bbox",
+    "transpose_and_gather_feat",
 ]
