@@ -143,3 +143,13 @@ def test_eval_outputs_are_well_formed_in_the_original_image(shapes, trained):
     for res, meta in zip(results, metas):
         h, w = meta["ori_shape"][:2]
         assert res.masks.dtype == torch.bool and tuple(res.masks.shape) == (len(res), h, w)
+
+
+def test_a_batch_without_semantic_maps_is_refused_by_name(trained):
+    model = trained["model"].train()
+    batch = {k: v for k, v in trained["batch"].items() if k != "gt_semantic_seg"}
+    try:
+        with pytest.raises(KeyError, match="gt_semantic_seg"):
+            model(**batch)
+    finally:
+        model.eval()
