@@ -59,6 +59,7 @@ def build_split(root: Path) -> tuple[Path, set[int], list[tuple[str, object]]]:
         _ann(14, 10, [4, 4, 6, 6]),
         _ann(15, 12, [100, 100, 600, 400]),
         _ann(16, 2, [1, 1, 4, 4], area=0.0),  # zero area
+        _ann(17, 4, [2, 2, 8, 8]),  # of the corrupt image (so training reads it)
     ]
     data = {
         "images": [{"id": i, "file_name": f, "width": w, "height": h} for i, f, w, h in images],
@@ -179,3 +180,33 @@ def test_pillow_fallback_scales_16_bit_instead_of_saturating():
         img = _pillow_decode(buf.getvalue(), "color", "t.tif")
     assert img.dtype == np.uint8 and img.shape == (8, 8, 3)
     np.testing.assert_array_equal(img[..., 0], (values >> 8).astype(np.uint8))
+
+
+def test_training_summarises_bad_data_at_the_end_of_every_epoch(tmp_path, make_runner, capsys):
+    root, _, _ = build_split(tmp_path / "split")
+    train = {"type": "CocoDataset", "ann_file": str(root / "ann.json"), "img_prefix": str(root / "imgs"),
+             "pipeline": [PIPELINE[0], {"type": "LoadAnnotations"}, *PIPELINE[1:]]}
+    runner = make_runner(data={"train": train, "batch_size": 2}, evaluation={"enabled": False})
+    runner.train()
+    report = json.loads((runner.work_dir / "bad_data_train.json").read_text())
+    assert ("corrupt_image", 4) in {(i["reason"], i["img_id"]) for i in report["items"]}  # read, resampled
+    assert report["counts"]["missing_image"] == 1 and report["counts"]["duplicate_image_id"] == 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if "data.train: bad data" in line]
+    assert len(lines) == 2  # one summary per epoch (2 epochs)
+
+
+def test_infer_skips_and_reports_unreadable_inputs(tmp_path):
+    from detcore.api import init_detector
+    from detcore.tools.infer import run_inference
+
+    root, _, _ = build_split(tmp_path / "split")
+    cfg = _config(tmp_path, root, 1)
+    model = init_detector(str(cfg), str(_checkpoint(tmp_path)))
+    inputs = [root / "imgs" / n for n in ("good1.png", "corrupt.png", "gray.png")]
+    # score_thr above 1: nothing drawn (the untrained tiny model predicts unordered corners)
+    summary = run_inference(model, [str(p) for p in inputs], tmp_path / "out", score_thr=1.01, batch_size=2)
+    detections = json.loads(summary["json"].read_text())
+    assert [im["id"] for im in detections["images"]] == [1, 3]  # ids are the inputs' places
+    assert summary["bad_data"] == {"corrupt_image": 1}
+    report = json.loads(summary["bad_data_file"].read_text())
+    assert [(i["img_id"], Path(i["filename"]).name) for i in report["items"]] == [(2, "corrupt.png")]
