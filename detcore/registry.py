@@ -10,6 +10,7 @@ distributions.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import traceback
 from collections.abc import Mapping
@@ -301,8 +302,17 @@ def accepted_parameters(factory: Callable[..., Any]) -> tuple[dict[str, inspect.
     """The keyword parameters a factory accepts and whether it also takes arbitrary ``**kwargs``.
 
     For a class whose ``__init__`` forwards ``**kwargs`` to its base, the bases' parameters are
-    collected along the MRO until one ``__init__`` stops forwarding.
+    collected along the MRO until one ``__init__`` stops forwarding. Cached per factory (validating a
+    config asks for the same factories many times).
     """
+    try:
+        params, open_ended = _cached_parameters(factory)
+    except TypeError:  # an unhashable callable
+        params, open_ended = _accepted_parameters(factory)
+    return dict(params), open_ended
+
+
+def _accepted_parameters(factory: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool]:
     params: dict[str, inspect.Parameter] = {}
     targets = (
         [c.__init__ for c in inspect.getmro(factory) if "__init__" in vars(c)]
@@ -327,6 +337,9 @@ def accepted_parameters(factory: Callable[..., Any]) -> tuple[dict[str, inspect.
         if not var_kw:
             return params, False
     return params, True
+
+
+_cached_parameters = functools.lru_cache(maxsize=4096)(_accepted_parameters)
 
 
 def check_arguments(
