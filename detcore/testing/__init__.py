@@ -6,9 +6,12 @@ Functions to import (``from detcore.testing import ...``):
   :func:`reference_keys_or_skip`, :func:`state_dict_layout`, :func:`write_reference_checkpoint`,
   :func:`check_reference_checkpoint_loads`;
 - inputs and checks for heads and detectors (:mod:`detcore.testing.batches`): :func:`two_image_batch`,
-  :func:`check_detections`, and :func:`load_validated_config`;
+  :func:`fake_batch` (any size, boxes, labels, masks), :func:`check_detections`, and
+  :func:`load_validated_config`;
 - fake plugins on a private manager (:mod:`detcore.testing.fake_plugins`): :func:`make_plugin_module`,
   :class:`FakePlugins`;
+- training checks (:mod:`detcore.testing.training`): :func:`train_steps` and :func:`check_loss_falls`
+  (a few steps on a fixed batch lower the losses);
 - :func:`torch_threads`, a context manager for torch's intra-op thread count.
 
 Fixtures, with no import (:mod:`detcore.testing.pytest_plugin`, registered as the pytest plugin
@@ -16,7 +19,7 @@ Fixtures, with no import (:mod:`detcore.testing.pytest_plugin`, registered as th
 ``detcore_num_threads``.
 """
 
-from detcore.testing.batches import check_detections, load_validated_config, two_image_batch
+from detcore.testing.batches import check_detections, fake_batch, load_validated_config, two_image_batch
 from detcore.testing.fake_plugins import FakePlugins, make_plugin_module
 from detcore.testing.reference import (
     KEYS_ENV,
@@ -29,13 +32,16 @@ from detcore.testing.reference import (
     write_reference_checkpoint,
 )
 from detcore.testing.threads import torch_threads
+from detcore.testing.training import check_loss_falls, train_steps
 
 __all__ = [
     "KEYS_ENV",
     "FakePlugins",
     "ReferenceKeys",
     "check_detections",
+    "check_loss_falls",
     "check_reference_checkpoint_loads",
+    "fake_batch",
     "load_validated_config",
     "make_plugin_module",
     "read_reference_keys",
@@ -43,6 +49,7 @@ __all__ = [
     "reference_keys_or_skip",
     "state_dict_layout",
     "torch_threads",
+    "train_steps",
     "two_image_batch",
     "write_reference_checkpoint",
 ]

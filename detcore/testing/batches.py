@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
 import torch
 
 from detcore.structures.instances import Instances
@@ -78,4 +79,81 @@ def two_image_batch() -> dict:
         Instances(bboxes=torch.tensor([[5.0, 5.0, 40.0, 40.0]]), labels=torch.tensor([1])),
     ]  # fmt: skip
     ignored = [Instances(bboxes=torch.zeros(0, 4)), Instances(bboxes=torch.zeros(0, 4))]
+    return dict(imgs=imgs, img_metas=metas, gt_instances=gts, gt_ignored_instances=ignored)
+
+
+def fake_batch(
+    num_images: int = 2,
+    img_size: tuple[int, int] | Sequence[tuple[int, int]] = (64, 64),
+    num_classes: int = 3,
+    boxes_per_image: int | Sequence[int] = 2,
+    *,
+    scale_factor: float = 1.0,
+    size_divisor: int = 32,
+    with_masks: bool = False,
+    with_ignored: bool = False,
+    seed: int = 0,
+) -> dict:
+    """A collated batch like the data pipeline's, of any size, for any head or detector test.
+
+    Args:
+        num_images: images in the batch.
+        img_size: ``(h, w)`` of the resized images, one for all or one per image.
+        num_classes: labels are drawn from ``[0, num_classes)``.
+        boxes_per_image: ground-truth boxes per image (one count for all or one per image; 0 is an
+            image without objects).
+        scale_factor: how much the pipeline enlarged the original images (``ori_shape = img_size /
+            scale_factor``; boxes are in the resized, padded input's pixels).
+        size_divisor: the batch is padded (bottom and right) to the largest size rounded up to this.
+        with_masks: add ``masks`` (:class:`~detcore.structures.masks.BitmapMasks` at the padded batch
+            size, each object's box filled).
+        with_ignored: add one ignored box per image in ``gt_ignored_instances`` (else empty ones).
+        seed: the images, boxes and labels are a function of the arguments and ``seed``.
+
+    Returns:
+        ``dict(imgs (B, 3, H_pad, W_pad), img_metas, gt_instances, gt_ignored_instances)``. Every object
+        is painted into its image as a rectangle whose brightness depends on its class, over weak
+        noise, so a model can learn the batch. The metas have ``img_shape``, ``pad_shape``,
+        ``batch_input_shape``, ``ori_shape``, ``scale_factor`` (4 values) and ``flip = False``.
+    """
+    from detcore.structures.masks import BitmapMasks
+
+    if num_images < 1:
+        raise ValueError(f"fake_batch: num_images must be >= 1, got {num_images}")
+    if num_classes < 1:
+        raise ValueError(f"fake_batch: num_classes must be >= 1, got {num_classes}")
+    sizes = [tuple(img_size)] * num_images if isinstance(img_size[0], int) else [tuple(s) for s in img_size]
+    counts = [boxes_per_image] * num_images if isinstance(boxes_per_image, int) else list(boxes_per_image)
+    if len(sizes) != num_images or len(counts) != num_images:
+        raise ValueError(
+            f"fake_batch: {len(sizes)} sizes and {len(counts)} box counts for {num_images} images"
+        )
+    divisor = max(1, int(size_divisor))
+    pad_h = -(-max(h for h, _ in sizes) // divisor) * divisor
+    pad_w = -(-max(w for _, w in sizes) // divisor) * divisor
+    gen = torch.Generator().manual_seed(seed)
+    imgs = 0.1 * torch.randn(num_images, 3, pad_h, pad_w, generator=gen)
+    metas, gts, ignored = [], [], []
+    for i, ((h, w), n) in enumerate(zip(sizes, counts)):
+        imgs[i, :, h:, :] = 0
+        imgs[i, :, :, w:] = 0
+        wh = torch.rand(n, 2, generator=gen) * 0.35 + 0.15  # 15-50 % of the image side
+        size = wh * torch.tensor([w, h])
+        x1y1 = torch.rand(n, 2, generator=gen) * (torch.tensor([w, h]) - size)
+        bboxes = torch.cat([x1y1, x1y1 + size], dim=1).floor()
+        labels = torch.randint(0, num_classes, (n,), generator=gen)
+        masks = np.zeros((n, pad_h, pad_w), np.uint8)
+        for j, (box, label) in enumerate(zip(bboxes.long().tolist(), labels.tolist())):
+            x1, y1, x2, y2 = box
+            imgs[i, :, y1:y2, x1:x2] = 1.0 + 2.0 * label / max(1, num_classes - 1)
+            masks[j, y1:y2, x1:x2] = 1
+        gt = Instances(bboxes=bboxes, labels=labels)
+        if with_masks:
+            gt.masks = BitmapMasks(masks, pad_h, pad_w)
+        gts.append(gt)
+        ign = torch.tensor([[0.0, 0.0, w / 8, h / 8]]) if with_ignored else torch.zeros(0, 4)
+        ignored.append(Instances(bboxes=ign))
+        ori = (round(h / scale_factor), round(w / scale_factor), 3)
+        metas.append(dict(img_shape=(h, w, 3), pad_shape=(pad_h, pad_w, 3), ori_shape=ori,
+                          scale_factor=[scale_factor] * 4, batch_input_shape=(pad_h, pad_w), flip=False))
     return dict(imgs=imgs, img_metas=metas, gt_instances=gts, gt_ignored_instances=ignored)
