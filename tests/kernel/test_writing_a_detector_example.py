@@ -4,6 +4,7 @@ and merges test-time augmentations, composed in Python and built from a config t
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -105,3 +106,14 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
     lt, rb = torch.maximum(a[:2], b[:2]), torch.minimum(a[2:], b[2:])
     inter = (rb - lt).clamp(min=0).prod()
     return float(inter / ((a[2:] - a[:2]).prod() + (b[2:] - b[:2]).prod() - inter))
+
+
+def test_the_guide_quotes_the_example_verbatim():
+    guide = (EXAMPLE.parents[1] / "writing-a-detector.md").read_text()
+    source = EXAMPLE.read_text()
+    test_source = Path(__file__).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", guide, flags=re.S)
+    quoted = [b for b in blocks if b.startswith("    ") or b.startswith("def test_")]
+    assert len(quoted) >= 8, f"only {len(quoted)} quoted blocks"
+    for block in quoted:
+        assert block in source or block in test_source, f"the guide's block is not in the example:\n{block}"
