@@ -27,6 +27,8 @@ def init_detector(
     checkpoint: str | Path | None = None,
     device: str | torch.device = "cpu",
     cfg_options: list[str] | None = None,
+    precision: str | None = None,
+    fuse_conv_bn: bool = True,
 ) -> nn.Module:
     """Build the ``[model]`` of ``config`` (a path or a merged :class:`Config`) in eval mode on ``device``.
 
@@ -34,6 +36,12 @@ def init_detector(
     entry (or a bare state dict) whose keys match the model. ``cfg_options`` are ``--set``-style
     overrides (``"model.test_cfg.score_thr=0.3"``). The model gets ``cfg`` (the Config) and
     ``CLASSES`` (from the checkpoint's meta, the config's ``classes`` or the test dataset).
+
+    ``precision`` (``"fp32"`` / ``"bf16"``; default: the config's top-level ``precision``, else fp32)
+    is set with :func:`detcore.models.precision.set_precision` (bf16 falls back to fp32 with a warning
+    where the device lacks native bfloat16); ``model.precision`` says which runs. ``fuse_conv_bn``
+    folds eval BatchNorm into the preceding convolutions when the result matches the unfused model
+    (``model.fused_conv_bn``: how many pairs); the fused model is for inference only.
     """
     from detcore.engine.checkpoint import (
         extract_state_dict,
@@ -41,6 +49,8 @@ def init_detector(
         load_weights,
         resolve_checkpoint_path,
     )
+    from detcore.models.fusion import fuse_detector_conv_bn
+    from detcore.models.precision import precision_of, set_precision
     from detcore.registry import build
 
     if isinstance(config, Config):
@@ -77,8 +87,13 @@ def init_detector(
         meta = ckpt.get("meta") or {}
         classes = meta.get("classes") or meta.get("CLASSES")
     model.CLASSES = tuple(classes or cfg.get("classes") or _dataset_classes(cfg) or ())
+    requested = precision_of(cfg, precision)  # a bad value fails before the weights load
     model.to(device)
     model.eval()
+    model.fused_conv_bn = 0
+    if fuse_conv_bn:
+        model, model.fused_conv_bn = fuse_detector_conv_bn(model)
+    set_precision(model, requested, device, where="init_detector")
     return model
 
 
@@ -164,17 +179,23 @@ def _sample(image: ImageInput, index: int) -> dict[str, Any]:
 
 @torch.no_grad()
 def inference_detector(
-    model: nn.Module, images: ImageInput | Sequence[ImageInput], batch_size: int = 1
+    model: nn.Module,
+    images: ImageInput | Sequence[ImageInput],
+    batch_size: int = 1,
+    precision: str | None = None,
 ) -> Any:
     """Detect objects in one image (-> ``Instances``) or a list of images (-> ``list[Instances]``).
 
     Images are file paths or BGR ``uint8`` arrays; the config's ``data.test.pipeline`` prepares them
     (its ``LoadImageFromFile`` is replaced by an in-memory loader for arrays). Each result has
     ``bboxes`` (N, 4) xyxy in original-image pixels, ``scores`` (N,), ``labels`` (N,) (and
-    ``masks`` for instance-segmentation models).
+    ``masks`` for instance-segmentation models); every floating output is float32, in either precision.
+    ``batch_size`` images run as one padded batch. ``precision`` (``"fp32"`` / ``"bf16"``) changes the
+    model's precision (:func:`detcore.models.precision.set_precision`) before it runs; default: as it is.
     """
     from detcore.data import collate
     from detcore.engine.loops import to_device
+    from detcore.models.precision import check_precision, set_precision
 
     cfg = getattr(model, "cfg", None)
     if not isinstance(cfg, Config):
@@ -185,6 +206,10 @@ def inference_detector(
         raise ValueError(f"inference_detector: batch_size must be >= 1, got {batch_size}")
     pipelines = {}
     device = next(model.parameters()).device
+    if precision is not None and check_precision(precision, "inference_detector") != getattr(
+        model, "precision", "fp32"
+    ):
+        set_precision(model, precision, device, where="inference_detector")
     divisor = int(cfg.get("data.pad_size_divisor", 1))
     was_training = model.training
     model.eval()

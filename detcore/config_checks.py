@@ -56,6 +56,7 @@ TOP_LEVEL_KEYS: dict[str, str] = {
     "timer_config": "iteration timer",
     "evaluation": "validation during training",
     "amp": "mixed precision",
+    "precision": "fp32 or bf16 compute (inference, evaluation and training)",
     "custom_hooks": "extra run hooks",
     "auto_scale_lr": "linear learning-rate scaling",
 }
@@ -112,6 +113,7 @@ SCALAR_KEYS = Settings(
     find_unused_parameters=Key(bool),
     classes=Key(list),
     custom_hooks=Key(list),
+    precision=Bounded(str, choices=("fp32", "bf16")),
 )
 
 TABLE_SETTINGS: dict[str, Settings] = {

@@ -23,6 +23,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=0.15,
         help="draw detections above this score (default: 0.15; FCOS scores include centerness and run low)",
     )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="fp32, or bf16: bfloat16 convolutions and linears, float32 boxes (fp32 with a warning "
+        "where the CPU has no native bf16); default: the config's precision, else fp32",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=run)
 
@@ -30,8 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from detcore.tools.demo import print_summary, run_demo
 
-    summary = run_demo(
-        args.config, args.out_dir, args.epochs, args.num_pictures, args.overrides, args.score_thr
-    )
+    overrides = list(args.overrides)
+    if args.precision is not None:  # the config key, so training, evaluation and the pictures all use it
+        overrides.append(f'precision="{args.precision}"')
+    summary = run_demo(args.config, args.out_dir, args.epochs, args.num_pictures, overrides, args.score_thr)
     print_summary(summary)
     return 0

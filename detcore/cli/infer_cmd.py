@@ -14,6 +14,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--score-thr", type=float, default=0.3, help="draw and record detections above this score")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="fp32, or bf16: bfloat16 convolutions and linears, float32 boxes (fp32 with a warning "
+        "where the CPU has no native bf16); default: the config's precision, else fp32",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=run)
 
@@ -22,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from detcore.api import init_detector
     from detcore.tools.infer import run_inference
 
-    model = init_detector(args.config, args.checkpoint, device=args.device, cfg_options=args.overrides)
+    model = init_detector(
+        args.config, args.checkpoint, device=args.device, cfg_options=args.overrides, precision=args.precision
+    )
     summary = run_inference(
         model, args.inputs, args.out, score_thr=args.score_thr, batch_size=args.batch_size
     )

@@ -101,6 +101,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="override config keys, e.g. --set model.test_cfg.score_thr=0.05",
     )
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="fp32, or bf16: bfloat16 convolutions and linears, float32 boxes (fp32 with a warning "
+        "where the CPU has no native bf16); default: the config's precision, else fp32",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -110,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
     from detcore.engine import Runner
 
     cfg = load_config(args.config, args.overrides)
-    runner = Runner.from_config(cfg, work_dir=args.work_dir, device=args.device)
+    runner = Runner.from_config(
+        cfg, work_dir=args.work_dir, device=args.device, precision=getattr(args, "precision", None)
+    )
     classes = (
         getattr(runner.unwrapped_model, "CLASSES", None)
         or cfg.get("classes")

@@ -43,6 +43,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="scale the learning rate linearly by the total batch size (auto_scale_lr)",
     )
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="fp32, or bf16: bfloat16 convolutions and linears, float32 boxes (fp32 with a warning "
+        "where the CPU has no native bf16); default: the config's precision, else fp32",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -55,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if args.auto_scale_lr:
         cfg.data.setdefault("auto_scale_lr", {})["enable"] = True
     runner = Runner.from_config(
-        cfg, work_dir=args.work_dir, resume=args.resume, amp=True if args.amp else None, device=args.device
+        cfg, work_dir=args.work_dir, resume=args.resume, amp=True if args.amp else None, device=args.device,
+        precision=getattr(args, "precision", None),
     )
     try:
         metrics = runner.train()

@@ -81,6 +81,7 @@ class Runner:
         resume: bool | str = False,
         amp: bool | None = None,
         device: str | None = None,
+        precision: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.resume_from = resume
@@ -118,7 +119,19 @@ class Runner:
             else None
         )
 
+        # precision = "bf16": the model's compute modules run under bf16 autocast (set_precision) and the
+        # amp machinery runs without a scaler; float32 master weights, losses and post-processing
+        from detcore.models.precision import precision_of, resolve_precision
+
+        self.precision = resolve_precision(precision_of(cfg, precision), self.device, where="precision")
+        if self.precision == "bf16":
+            self.amp_enabled, self.amp_dtype, self.grad_scaler = True, torch.bfloat16, None
+
         self.unwrapped_model = self._build_model()
+        if self.precision == "bf16":
+            from detcore.models.precision import set_precision
+
+            set_precision(self.unwrapped_model, "bf16", self.device)
         self.model: nn.Module = self._wrap_model(self.unwrapped_model)
         self.optimizer: torch.optim.Optimizer | None = (
             self._build_optimizer() if cfg.get("optimizer") else None
@@ -147,11 +160,12 @@ class Runner:
         resume: bool | str = False,
         amp: bool | None = None,
         device: str | None = None,
+        precision: str | None = None,
     ) -> Runner:
         """A runner for a merged config (or a config path). ``resume``: ``True`` = latest in the work dir."""
         if not isinstance(cfg, Config):
             cfg = load_config(cfg)
-        return cls(cfg, work_dir=work_dir, resume=resume, amp=amp, device=device)
+        return cls(cfg, work_dir=work_dir, resume=resume, amp=amp, device=device, precision=precision)
 
     def _pick_device(self, name: str | None) -> torch.device:
         device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -314,7 +328,9 @@ class Runner:
         self.train_loop.mark_stepped()
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if not self.amp_enabled:
+        """The region a forward runs in: ``[amp]``'s autocast, or none (also in ``precision = "bf16"``,
+        whose autocast regions are the model's own compute modules)."""
+        if not self.amp_enabled or self.precision == "bf16":
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
