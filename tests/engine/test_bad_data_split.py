@@ -210,3 +210,19 @@ def test_infer_skips_and_reports_unreadable_inputs(tmp_path):
     assert summary["bad_data"] == {"corrupt_image": 1}
     report = json.loads(summary["bad_data_file"].read_text())
     assert [(i["img_id"], Path(i["filename"]).name) for i in report["items"]] == [(2, "corrupt.png")]
+
+
+def test_middle_format_duplicate_ids_are_both_kept(tmp_path):
+    from detcore.data.datasets import CustomDataset
+
+    for name in ("a.png", "b.png"):
+        imwrite(np.zeros((8, 8, 3), np.uint8), str(tmp_path / name))
+    ann = {"bboxes": [[1, 1, 6, 6]], "labels": [0]}
+    images = [{"id": 5, "filename": n, "width": 8, "height": 8, "ann": ann} for n in ("a.png", "b.png")]
+    (tmp_path / "mid.json").write_text(json.dumps({"classes": ["x"], "images": images}))
+    ds = CustomDataset(str(tmp_path / "mid.json"), [], img_prefix=str(tmp_path), test_mode=True)
+    assert ds.img_ids == [5, 6]
+    [rec] = ds.bad_data.all_records()
+    assert (rec.reason, rec.img_id, rec.filename) == ("duplicate_image_id", 5, "b.png")
+    with pytest.raises(Exception, match=r"image 5 \(b.png\): duplicate_image_id"):
+        CustomDataset(str(tmp_path / "mid.json"), [], img_prefix=str(tmp_path), strict=True)

@@ -77,6 +77,7 @@ class CustomDataset(Dataset):
         except (OSError, ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
             located(exc, f"annotation file '{self.ann_file}'")
             raise
+        self._renumber_duplicate_ids()
         try:
             self.proposals = self.load_proposals(self.proposal_file) if self.proposal_file else None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -161,6 +162,24 @@ class CustomDataset(Dataset):
             info["_remap"] = remap
             infos.append(info)
         return infos
+
+    def _renumber_duplicate_ids(self) -> None:
+        """Two image entries with one id are both kept: the later one gets a new id (reported)."""
+        first: dict[Any, str] = {}
+        numeric = [i["id"] for i in self.data_infos if isinstance(i.get("id"), int)]
+        next_id = max(numeric, default=0) + 1
+        for info in self.data_infos:
+            img_id = info.get("id")
+            if img_id not in first:
+                first[img_id] = info.get("filename", "?")
+                continue
+            self.bad_data.record(
+                "duplicate_image_id", img_id, info.get("filename", "?"),
+                f"id also used by {first[img_id]}; kept as image id {next_id}",
+            )
+            info["original_id"], info["id"] = img_id, next_id
+            first[next_id] = info.get("filename", "?")
+            next_id += 1
 
     def load_proposals(self, proposal_file: str) -> list[np.ndarray]:
         """Proposals from JSON: a list aligned with the images, or a dict keyed by image id or filename;
