@@ -185,3 +185,26 @@ def test_an_optimizer_constructor_error_names_the_table(tmp_path, capsys, monkey
     rc, err = _cli(["train", SHAPES, "--work-dir", str(tmp_path), "--set", "optimizer.lr=-1.0"], capsys)
     assert rc == 1
     assert err[0] == f"detcore: error: {SHAPES}: optimizer: ValueError: Invalid learning rate: -1.0"
+
+
+class _PickyNeck:
+    """A third-party component whose constructor checks its own arguments."""
+
+    def __init__(self, channels: int = 8) -> None:
+        if channels % 2:
+            raise ValueError(f"PickyNeck: channels must be even, got {channels}")
+
+
+def test_a_plugin_component_error_is_located_like_the_kernels(plugin_env, tmp_path):
+    from detcore.config import load_config
+    from detcore.errors import config_sources, describe
+
+    hooks = {"detcore_register_necks": {"PickyNeck": _PickyNeck}}
+    _, reg = plugin_env([("picky", "det-plugin-picky", "1.0", hooks)])
+    cfg_path = tmp_path / "n.toml"
+    cfg_path.write_text('[model.neck]\ntype = "PickyNeck"\nchannels = 3\n')
+    cfg = load_config(cfg_path)
+    with pytest.raises(ValueError) as info, config_sources(cfg.source_of):
+        reg.build("neck", cfg.get("model.neck"), where="model.neck")
+    expected = f"{cfg_path}: model.neck: ValueError: PickyNeck: channels must be even, got 3"
+    assert describe(info.value) == expected
