@@ -19,6 +19,13 @@ import torch
 
 
 class Instances:
+    """Fields of equal length, one entry per object: ``Instances(metainfo=None, bboxes=..., labels=...)``.
+
+    Fields are read and set as attributes (``inst.bboxes``) or with :meth:`get` / :meth:`set`;
+    ``inst[index]`` (an int, slice, bool mask or long tensor) selects objects of every field;
+    ``len(inst)`` is the number of objects.
+    """
+
     def __init__(self, metainfo: dict[str, Any] | None = None, **fields: Any) -> None:
         self.metainfo: dict[str, Any] = dict(metainfo or {})
         self._fields: dict[str, Any] = {}
