@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.analyze_logs_cmd",
     "detcore.cli.demo_cmd",
     "detcore.cli.checkpoint_cmd",
+    "detcore.cli.benchmark_cmd",
 )
 
 

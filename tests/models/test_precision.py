@@ -284,3 +284,27 @@ def test_init_detector_fuses_by_default():
     assert init_detector(cfg).fused_conv_bn > 0
     assert init_detector(cfg, fuse_conv_bn=False).fused_conv_bn == 0
     assert init_detector(CONFIGS["retinanet"]).fused_conv_bn == 0  # GroupNorm: nothing to fold
+
+
+# -- detcore benchmark -------------------------------------------------------------------------------
+
+
+def test_benchmark_command_times_both_precisions(capsys):
+    from detcore.cli.main import main
+
+    rc = main(["benchmark", str(CONFIGS["retinanet"]), "--images", "2", "--warmup", "0", "--size", "96x64"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "2 images (random 96x64 images), batch 1" in out
+    assert out.count(" images/s, ") == 2 and "bf16 / fp32: " in out
+
+
+def test_benchmark_reports_the_fallback(monkeypatch):
+    from detcore.tools.benchmark import benchmark
+
+    monkeypatch.setattr(P, "bf16_supported", lambda device="cpu": False)
+    with pytest.warns(P.PrecisionFallbackWarning):
+        report = benchmark(CONFIGS["retinanet"], precisions=["bf16"], images=1, warmup=0, size=(64, 64))
+    assert report["precisions"]["bf16"]["ran"] == "fp32" and report["images"] == 1
+    with pytest.raises(ValueError, match="--images"):
+        benchmark(CONFIGS["retinanet"], images=0)
