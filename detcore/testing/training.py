@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,18 +12,22 @@ from torch import nn
 
 def train_steps(
     model: nn.Module,
-    batch: Mapping[str, Any],
+    batch: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     iterations: int = 10,
     lr: float = 0.01,
     optimizer: str = "sgd",
+    weight_decay: float = 0.0,
+    clip_grad: float | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` (a detector: ``forward(imgs, img_metas, gt_instances, gt_ignored_instances)`` in
     train mode returns its losses) on ``batch`` for ``iterations`` steps, as the engine does (the total
     is the sum of every entry whose name contains ``loss``, see ``detcore.engine.loops.parse_losses``).
 
+    ``batch`` is one collated batch or a list of them, used in turn (:func:`shapes_batches`).
     Returns the log of every step, ``{"loss": total, "<name>": value, ...}`` as floats (before the
-    step's update). ``optimizer`` is ``"sgd"`` (momentum 0.9) or ``"adam"``. The model is left in
-    train mode. A non-finite total stops with an ``AssertionError`` naming the step and the losses.
+    step's update). ``optimizer`` is ``"sgd"`` (momentum 0.9) or ``"adam"``; ``clip_grad`` clips the
+    gradients' total norm. The model is left in train mode. A non-finite total stops with an
+    ``AssertionError`` naming the step and the losses.
     """
     from detcore.engine.loops import parse_losses
 
@@ -30,22 +35,24 @@ def train_steps(
         raise ValueError(f"train_steps: iterations must be >= 1, got {iterations}")
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9)
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
     elif optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr)
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     else:
         raise ValueError(f"train_steps: optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     model.train()
-    names = ("imgs", "img_metas", "gt_instances", "gt_ignored_instances")
-    inputs = {k: batch[k] for k in names if k in batch}
-    extra = {k: v for k, v in batch.items() if k not in inputs}
+    batches = [batch] if isinstance(batch, Mapping) else list(batch)
+    if not batches:
+        raise ValueError("train_steps: no batch given")
     log = []
     for step in range(iterations):
-        losses = model(**inputs, **extra)
+        losses = model(**batches[step % len(batches)])
         total, log_vars = parse_losses(losses)
         assert torch.isfinite(total), f"step {step}: non-finite loss {log_vars}"
         opt.zero_grad()
         total.backward()
+        if clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip_grad)
         opt.step()
         log.append(log_vars)
     return log
@@ -53,25 +60,56 @@ def train_steps(
 
 def check_loss_falls(
     model: nn.Module,
-    batch: Mapping[str, Any],
+    batch: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     iterations: int = 20,
     lr: float = 0.01,
     optimizer: str = "sgd",
     keys: tuple[str, ...] = ("loss",),
     ratio: float = 0.9,
+    window: int = 1,
+    **train_options: Any,
 ) -> list[dict[str, float]]:
-    """Assert that training on ``batch`` lowers each of ``keys`` (default the total): the mean of the
-    last three steps is below ``ratio`` times the first step's value. Returns the log of
-    :func:`train_steps`; the ``AssertionError`` names the key and both values."""
-    log = train_steps(model, batch, iterations, lr, optimizer)
+    """Assert that training on ``batch`` (one or a list, see :func:`train_steps`, which also takes
+    ``weight_decay`` and ``clip_grad``) lowers each of ``keys`` (default the total): the mean of the
+    last ``max(window, 3)`` steps is below ``ratio`` times the mean of the first ``window``. Returns
+    the log of :func:`train_steps`; the ``AssertionError`` names the key and both values."""
+    log = train_steps(model, batch, iterations, lr, optimizer, **train_options)
     for key in keys:
         if key not in log[0]:
             raise KeyError(f"check_loss_falls: no loss {key!r}; the model returns {sorted(log[0])}")
-        first = log[0][key]
-        tail = [step[key] for step in log[-3:]]
+        first = sum(step[key] for step in log[:window]) / len(log[:window])
+        tail = [step[key] for step in log[-max(window, 3):]]
         last = sum(tail) / len(tail)
         assert last < ratio * first, (
             f"{key} did not fall over {iterations} iterations: {first:.4f} -> {last:.4f} "
             f"(expected below {ratio} x the first)"
         )
     return log
+
+
+def shapes_batches(
+    root: str | Path,
+    num_batches: int = 2,
+    batch_size: int = 4,
+    image_size: int = 128,
+    with_mask: bool = False,
+) -> list[dict[str, Any]]:
+    """Collated batches of the synthetic shapes data (generated under ``root`` if absent) through the
+    standard training pipeline (load, resize to ``image_size``, ImageNet normalisation, pad to 32),
+    for :func:`check_loss_falls`. ``with_mask`` adds the instance masks."""
+    from detcore.data import ShapesDataset, collate
+
+    pipeline = [
+        {"type": "LoadImageFromFile"},
+        {"type": "LoadAnnotations", "with_bbox": True, "with_mask": with_mask},
+        {"type": "Resize", "img_scale": [image_size, image_size], "keep_ratio": True},
+        {"type": "Normalize", "mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375],
+         "to_rgb": True},
+        {"type": "Pad", "size_divisor": 32},
+        {"type": "PackDetInputs"},
+    ]
+    count = num_batches * batch_size
+    dataset = ShapesDataset(split="train", root=str(root), num_images=count,
+                            image_size=(image_size, image_size), pipeline=pipeline, num_val=2)
+    return [collate([dataset[i] for i in range(j, j + batch_size)], pad_size_divisor=32)
+            for j in range(0, count, batch_size)]
