@@ -1,8 +1,10 @@
 """TOML configs: data only, merged from bases, overridden from the command line, checked before use.
 
-- ``extends = ["../_base_/models/retinanet_r50_fpn.toml", ...]`` (paths relative to the file) are
-  merged in order, then the file itself: tables merge deeply, scalars and arrays replace, and a table
-  with ``_replace = true`` replaces what it overrides instead of merging into it.
+- ``extends = ["../_base_/models/retinanet_r50_fpn.toml", ...]`` (paths relative to the file, or
+  ``"detcore:_base_/datasets/shapes.toml"`` / ``"fcos:configs/x.toml"``: a config shipped inside an
+  installed distribution, see :func:`resolve_extends`) are merged in order, then the file itself:
+  tables merge deeply, scalars and arrays replace, and a table with ``_replace = true`` replaces
+  what it overrides instead of merging into it.
 - A table whose keys are array indices patches items of an array the bases set, leaving the other
   items as they are: ``[model.train_cfg.rcnn.2.assigner]`` (or ``rcnn = { 2 = { ... } }``) merges into
   item 2 of the base's ``rcnn`` array; ``-1`` is the last item. An item that is a table merges (or is
@@ -162,7 +164,7 @@ def _load_merged(path: Path, stack: tuple[Path, ...]) -> tuple[dict[str, Any], d
     data: dict[str, Any] = {}
     provenance: dict[str, str] = {}
     for base in bases:
-        base_path = (path.parent / base).resolve()
+        base_path = resolve_extends(base, path)
         if not base_path.exists():
             raise ConfigError(f"{path}: extends: base config '{base}' not found (looked at {base_path})")
         if not base_path.is_file():
@@ -173,6 +175,73 @@ def _load_merged(path: Path, stack: tuple[Path, ...]) -> tuple[dict[str, Any], d
     _record(raw, str(path), own_prov, "")
     merge_into(data, provenance, raw, own_prov)
     return data, provenance
+
+
+#: ``NAME:PATH`` (a config shipped inside an installed distribution); a single letter is a drive
+_RESOURCE_ENTRY = re.compile(r"^(?P<name>[A-Za-z_][\w.\-]+):(?P<path>[^/\\].*)$")
+
+
+def resolve_extends(entry: str, referrer: Path) -> Path:
+    """The file an ``extends`` entry of ``referrer`` names.
+
+    - ``"../_base_/x.toml"``: a path relative to ``referrer``'s folder (or absolute);
+    - ``"detcore:_base_/datasets/shapes.toml"``: a config shipped with detcore, relative to its
+      config root (:func:`config_root`);
+    - ``"NAME:configs/x.toml"``: a file inside an installed plugin (``NAME`` its short name in
+      ``plugins = [...]``) or importable package, relative to that package's folder, found through
+      ``importlib.resources``.
+    """
+    match = _RESOURCE_ENTRY.match(entry)
+    if match is None:
+        return (referrer.parent / entry).resolve()
+    return (config_root(match["name"], where=f"{referrer}: extends: '{entry}'") / match["path"]).resolve()
+
+
+def config_root(name: str, where: str = "") -> Path:
+    """The folder ``NAME:PATH`` extends entries are relative to: for ``detcore`` its shipped configs
+    (``detcore/configs`` in an installed distribution, else the checkout's ``configs/``); for a plugin
+    short name (an entry point of ``detcore.plugins``) or an importable package, the package's folder.
+    An unknown name is a :class:`ConfigError` naming the installed plugins."""
+    import importlib.resources
+    import importlib.util
+
+    prefix = f"{where}: " if where else ""
+    if name == "detcore":
+        import detcore
+
+        shipped = Path(detcore.__file__).resolve().parent / "configs"
+        checkout = Path(detcore.__file__).resolve().parents[1] / "configs"
+        for candidate in (shipped, checkout):
+            if candidate.is_dir():
+                return candidate
+        raise ConfigError(f"{prefix}detcore's configs are not installed (looked at {shipped})")
+    package = _plugin_package(name) or name
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or spec.submodule_search_locations is None:
+        from detcore.plugins import _entry_points
+
+        installed = sorted({ep.name for ep in _entry_points()})
+        raise ConfigError(
+            f"{prefix}no installed plugin or package '{name}' ships configs "
+            f"(installed plugins: {', '.join(installed) or 'none'}; 'detcore:...' names detcore's own)"
+        )
+    root = importlib.resources.files(package)
+    if not isinstance(root, Path):
+        raise ConfigError(f"{prefix}package '{package}' is not a folder on disk ({root})")
+    return root
+
+
+def _plugin_package(name: str) -> str | None:
+    """The top-level package of plugin ``name``'s entry point (``det_plugin_fcos`` for ``fcos``)."""
+    from detcore.plugins import _entry_points
+
+    for ep in _entry_points():
+        if ep.name == name:
+            return ep.value.split(":")[0].split(".")[0]
+    return None
 
 
 def _record(node: Any, source: str, provenance: dict[str, str], prefix: str) -> None:
