@@ -31,4 +31,5 @@ def detcore_register_task_utils() -> Mapping[str, Factory]:
         "RandomSampler": tu.RandomSampler,
         "PseudoSampler": tu.PseudoSampler,
         "OHEMSampler": tu.OHEMSampler,
+        "CombinedSampler": tu.CombinedSampler,
     }

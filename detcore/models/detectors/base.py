@@ -14,9 +14,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
-from detcore.models.init import BaseModule
+from detcore.models.init import BaseModule, Sequential
 from detcore.structures.instances import Instances
+
+
+def build_neck(neck: Mapping[str, Any] | Sequence[Mapping[str, Any] | nn.Module] | nn.Module) -> nn.Module:
+    """The detector's neck from one table (or module), or from a list of them chained in order (the
+    reference's ``neck = [FPN, BFP]``: a ``Sequential`` whose state-dict keys are ``neck.0.*``,
+    ``neck.1.*``; each neck takes the previous one's tuple of maps)."""
+    from detcore.registry import build
+
+    if isinstance(neck, Sequence) and not isinstance(neck, (str, bytes)):
+        if not neck:
+            raise ValueError("model.neck: an empty list (give one neck table, a list of them, or none)")
+        return Sequential(*(build("neck", n, where=f"model.neck.{i}") for i, n in enumerate(neck)))
+    return build("neck", neck, where="model.neck")
 
 
 class BaseDetector(BaseModule):

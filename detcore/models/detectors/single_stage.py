@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from detcore.models.dense_heads.base_dense_head import scale_factor_tensor
-from detcore.models.detectors.base import BaseDetector
+from detcore.models.detectors.base import BaseDetector, build_neck
 from detcore.ops import multiclass_nms
 from detcore.registry import build, get_registry
 from detcore.settings import Delegate, check_settings
@@ -26,7 +26,7 @@ class SingleStageDetector(BaseDetector):
 
     Args:
         backbone: backbone table or module (kind ``backbone``).
-        neck: optional neck table or module (kind ``neck``).
+        neck: optional neck table or module (kind ``neck``), or a list of them applied in order.
         bbox_head: dense-head table or module (kind ``dense_head``); a table is built with
             ``train_cfg`` and ``test_cfg``, a module keeps its own (then leave these ``None``).
         train_cfg: the head's training settings (checked against the head's ``train_settings``).
@@ -42,7 +42,7 @@ class SingleStageDetector(BaseDetector):
     def __init__(
         self,
         backbone: Mapping[str, Any] | nn.Module,
-        neck: Mapping[str, Any] | nn.Module | None = None,
+        neck: Mapping[str, Any] | Sequence[Mapping[str, Any]] | nn.Module | None = None,
         bbox_head: Mapping[str, Any] | nn.Module | None = None,
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
@@ -59,7 +59,7 @@ class SingleStageDetector(BaseDetector):
                        where=name, resolver=get_registry().resolve_argument)
         self.backbone = build("backbone", backbone, where="model.backbone")
         if neck is not None:
-            self.neck = build("neck", neck, where="model.neck")
+            self.neck = build_neck(neck)
         if isinstance(bbox_head, Mapping):
             head_cfg = {**bbox_head, "train_cfg": train_cfg, "test_cfg": test_cfg}
             self.bbox_head = build("dense_head", head_cfg, where="model.bbox_head")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from detcore.models.detectors.base import BaseDetector
+from detcore.models.detectors.base import BaseDetector, build_neck
 from detcore.registry import build, get_registry
 from detcore.settings import Delegate, Settings, check_settings
 from detcore.structures.instances import Instances
@@ -33,7 +33,7 @@ class TwoStageDetector(BaseDetector):
 
     Args:
         backbone: backbone table or module (kind ``backbone``).
-        neck: optional neck table or module (kind ``neck``).
+        neck: optional neck table or module (kind ``neck``), or a list of them applied in order.
         rpn_head: optional dense-head table or module (kind ``dense_head``); a table is built with
             ``train_cfg.rpn`` and ``test_cfg.rpn``. Without it, proposals must come with every batch.
         roi_head: RoI-head table or module (kind ``roi_head``); a table is built with
@@ -57,7 +57,7 @@ class TwoStageDetector(BaseDetector):
     def __init__(
         self,
         backbone: Mapping[str, Any] | nn.Module,
-        neck: Mapping[str, Any] | nn.Module | None = None,
+        neck: Mapping[str, Any] | Sequence[Mapping[str, Any]] | nn.Module | None = None,
         rpn_head: Mapping[str, Any] | nn.Module | None = None,
         roi_head: Mapping[str, Any] | nn.Module | None = None,
         train_cfg: Mapping[str, Any] | None = None,
@@ -72,7 +72,7 @@ class TwoStageDetector(BaseDetector):
         check_settings(TwoStageDetector, parts, where=name, resolver=get_registry().resolve_argument)
         self.backbone = build("backbone", backbone, where="model.backbone")
         if neck is not None:
-            self.neck = build("neck", neck, where="model.neck")
+            self.neck = build_neck(neck)
         if rpn_head is not None:
             self.rpn_head = _build_head("dense_head", rpn_head, train_cfg, test_cfg, "rpn", "model.rpn_head")
         self.roi_head = _build_head("roi_head", roi_head, train_cfg, test_cfg, "rcnn", "model.roi_head")

@@ -3,6 +3,7 @@
 from detcore.models.layers.activation import Clamp, HSigmoid, Swish, build_activation_layer
 from detcore.models.layers.conv import ConvWS2d, build_conv_layer, conv_ws_2d
 from detcore.models.layers.conv_module import ConvModule
+from detcore.models.layers.non_local import NonLocal2d
 from detcore.models.layers.norm import FrozenBatchNorm2d, build_norm_layer, infer_abbr, is_norm
 from detcore.models.layers.upsample import PixelShufflePack, build_upsample_layer
 
@@ -12,6 +13,7 @@ __all__ = [
     "ConvWS2d",
     "FrozenBatchNorm2d",
     "HSigmoid",
+    "NonLocal2d",
     "PixelShufflePack",
     "Swish",
     "build_activation_layer",

@@ -29,7 +29,13 @@ from detcore.models.task_utils.prior_generators import (
     MlvlPointGenerator,
     SSDAnchorGenerator,
 )
-from detcore.models.task_utils.samplers import BaseSampler, OHEMSampler, PseudoSampler, RandomSampler
+from detcore.models.task_utils.samplers import (
+    BaseSampler,
+    CombinedSampler,
+    OHEMSampler,
+    PseudoSampler,
+    RandomSampler,
+)
 from detcore.models.task_utils.sampling_result import SamplingResult
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "AnchorGenerator",
     "AssignResult",
     "BaseSampler",
+    "CombinedSampler",
     "BboxOverlaps2D",
     "DeltaXYWHBBoxCoder",
     "DistancePointBBoxCoder",

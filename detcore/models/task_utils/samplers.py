@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import torch
@@ -229,3 +230,46 @@ class OHEMSampler(BaseSampler):
             return neg_inds
         labels = neg_inds.new_full((neg_inds.numel(),), background_label)
         return self.hard_mining(neg_inds, num_expected, bboxes[neg_inds], labels, loss_fn)
+
+
+class CombinedSampler(BaseSampler):
+    """Positives from one sampler, negatives from another (Libra R-CNN's instance-balanced positives
+    with IoU-balanced negatives). ``pos_sampler`` / ``neg_sampler`` are ``task_util`` tables (or built
+    samplers); tables get this sampler's ``num``, ``pos_fraction``, ``neg_pos_ub`` and
+    ``add_gt_as_proposals`` unless they set their own. The quotas, the gt proposals and the result are
+    this sampler's; only ``_sample_pos`` / ``_sample_neg`` are delegated."""
+
+    component_kinds = {"pos_sampler": "task_util", "neg_sampler": "task_util"}
+
+    def __init__(
+        self,
+        num: int,
+        pos_fraction: float,
+        pos_sampler: Any,
+        neg_sampler: Any,
+        neg_pos_ub: float = -1,
+        add_gt_as_proposals: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        from detcore.registry import build
+
+        super().__init__(num, pos_fraction, neg_pos_ub, add_gt_as_proposals)
+        defaults = {"num": num, "pos_fraction": pos_fraction, "neg_pos_ub": neg_pos_ub,
+                    "add_gt_as_proposals": add_gt_as_proposals}
+        built = []
+        for name, table in (("pos_sampler", pos_sampler), ("neg_sampler", neg_sampler)):
+            if isinstance(table, Mapping):
+                table = build("task_util", {**defaults, **table}, where=f"CombinedSampler.{name}")
+            if not isinstance(table, BaseSampler):
+                raise TypeError(
+                    f"CombinedSampler.{name}: needs a sampler with _sample_pos/_sample_neg (a BaseSampler), "
+                    f"got {type(table).__name__}"
+                )
+            built.append(table)
+        self.pos_sampler, self.neg_sampler = built
+
+    def _sample_pos(self, assign_result: AssignResult, num_expected: int, **kwargs: Any) -> torch.Tensor:
+        return self.pos_sampler._sample_pos(assign_result, num_expected, **kwargs)
+
+    def _sample_neg(self, assign_result: AssignResult, num_expected: int, **kwargs: Any) -> torch.Tensor:
+        return self.neg_sampler._sample_neg(assign_result, num_expected, **kwargs)

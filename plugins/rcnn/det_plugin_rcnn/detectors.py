@@ -33,7 +33,7 @@ class RPN(SingleStageDetector):
     def __init__(
         self,
         backbone: Mapping[str, Any],
-        neck: Mapping[str, Any] | None = None,
+        neck: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         rpn_head: Mapping[str, Any] | None = None,
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
@@ -54,7 +54,7 @@ class FastRCNN(TwoStageDetector):
         roi_head: Mapping[str, Any],
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
-        neck: Mapping[str, Any] | None = None,
+        neck: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__(
@@ -78,7 +78,7 @@ class FasterRCNN(TwoStageDetector):
         roi_head: Mapping[str, Any],
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
-        neck: Mapping[str, Any] | None = None,
+        neck: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__(

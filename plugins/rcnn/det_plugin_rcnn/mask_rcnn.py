@@ -22,7 +22,7 @@ class MaskRCNN(TwoStageDetector):
         backbone: Mapping[str, Any],
         rpn_head: Mapping[str, Any],
         roi_head: Mapping[str, Any],
-        neck: Mapping[str, Any] | None = None,
+        neck: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
         init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,

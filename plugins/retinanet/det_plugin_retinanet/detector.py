@@ -18,7 +18,7 @@ class RetinaNet(SingleStageDetector):
     def __init__(
         self,
         backbone: Mapping[str, Any],
-        neck: Mapping[str, Any] | None = None,
+        neck: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         bbox_head: Mapping[str, Any] | None = None,
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
