@@ -12,7 +12,8 @@ untrained model return its ``max_per_img`` detections, so that post-processing a
 head and pasting do the work they do for a trained model). Each measurement runs in
 a fresh subprocess with ``torch.set_num_threads(--threads)`` (default 2):
 
-- inference: batch 1, eval mode, ``torch.inference_mode()``, a 1333x800 image (``img_shape``
+- inference: batch 1, eval mode, ``torch.no_grad()`` (as detcore's API and eval loop; autocast caches
+  its bf16 weight copies there, not under ``inference_mode``), a 1333x800 image (``img_shape``
   800x1333, padded to 800x1344), the whole ``model(imgs, img_metas)`` including post-processing;
 - training step: batch 2 of 1333x800 images with 5 random boxes each, ``model(**batch)``, backward,
   SGD step (lr 1e-4, so the weights stay sane across repeats);
@@ -59,10 +60,44 @@ FAMILIES: dict[str, str] = {
     "cascade_mask_rcnn": "configs/cascade_rcnn/cascade_mask_rcnn_r50_fpn_1x_coco.toml",
 }
 
-GEMM_N = 4096  # the peak-measuring matmul: (N, N) @ (N, N) fp32, 2 * N**3 FLOPs
+GEMM_N = 4096  # the peak-measuring matmul: (N, N) @ (N, N), 2 * N**3 FLOPs (--gemm-n changes it)
 
-IMG_H, IMG_W = 800, 1333  # a COCO test image resized to (1333, 800) with keep_ratio
-PAD_H, PAD_W = 800, 1344  # padded to a multiple of 32
+IMG_H, IMG_W = 800, 1333  # a COCO test image resized to (1333, 800) with keep_ratio (--size changes it)
+
+#: inference variants: name -> (fold Conv-BN, precision, channels-last). "before" is the model as built
+#: (the tree before the precision work: NCHW fp32, BatchNorm unfolded); "fp32" is what init_detector gives
+INFERENCE_VARIANTS: dict[str, tuple[bool, str, bool]] = {
+    "before": (False, "fp32", False),
+    "fp32": (True, "fp32", False),
+    "fp32_cl": (True, "fp32", True),
+    "bf16": (True, "bf16", True),
+}
+TRAIN_VARIANTS: dict[str, str] = {"fp32": "fp32", "bf16": "bf16"}
+
+
+def _padded(n: int) -> int:
+    return -(-n // 32) * 32
+
+
+def _reset_peak_rss() -> None:
+    """Reset the process's resident-set high-water mark (Linux: ``/proc/self/clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_since_reset_mib() -> float:
+    """``VmHWM`` (peak RSS since the last :func:`_reset_peak_rss`) in MiB; ru_maxrss where unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return _peak_rss_mib()
 
 
 def _rss_mib() -> float:
@@ -109,10 +144,15 @@ def _build(config: str, checkpoint: str | None, score_thr: float | None = None) 
     return model
 
 
-def _batch(batch_size: int, with_gt: bool) -> dict[str, Any]:
-    """Random images; with ``with_gt`` 5 random boxes per image with labels and box-filling masks."""
+def _batch(batch_size: int, with_gt: bool, size: tuple[int, int] = (IMG_H, IMG_W)) -> dict[str, Any]:
+    """Random ``size`` (h, w) images padded to a multiple of 32; with ``with_gt`` 5 random boxes per image
+    (at most a third of the image each) with labels and box-filling masks."""
     import numpy as np
     import torch
+
+    IMG_H, IMG_W = size  # noqa: N806 - the module's default, replaced
+    PAD_H, PAD_W = _padded(IMG_H), _padded(IMG_W)  # noqa: N806
+    box_max = min(IMG_H, IMG_W) // 3
 
     from detcore.structures.instances import Instances
     from detcore.structures.masks import BitmapMasks
@@ -135,8 +175,8 @@ def _batch(batch_size: int, with_gt: bool) -> dict[str, Any]:
     if with_gt:
         gts = []
         for _ in range(batch_size):
-            xy = torch.rand(5, 2, generator=gen) * torch.tensor([IMG_W - 300, IMG_H - 300])
-            wh = 32 + torch.rand(5, 2, generator=gen) * 260
+            xy = torch.rand(5, 2, generator=gen) * torch.tensor([IMG_W - box_max, IMG_H - box_max])
+            wh = box_max / 8 + torch.rand(5, 2, generator=gen) * box_max * 7 / 8
             bboxes = torch.cat([xy, xy + wh], 1)
             masks = np.zeros((5, PAD_H, PAD_W), dtype=np.uint8)
             for m, (x1, y1, x2, y2) in zip(masks, bboxes.round().int().tolist()):
@@ -162,79 +202,111 @@ def _measure(
     repeats: int,
     queue: Any,
     score_thr: float | None = None,
+    variants: tuple[str, ...] = ("before", "fp32", "bf16"),
+    size: tuple[int, int] = (IMG_H, IMG_W),
 ) -> None:
-    """Run one phase in this (fresh) process and put its figures on ``queue``."""
+    """Run one phase in this (fresh) process for every variant, interleaved (variant A, B, ..., A, B,
+    ...), so that a shared machine's changing load affects them alike; put the figures on ``queue``."""
+    import copy
+
     import torch
+
+    from detcore.models.fusion import fuse_detector_conv_bn
+    from detcore.models.precision import set_precision
 
     torch.set_num_threads(threads)
     model = _build(config, checkpoint, score_thr)
     rss_model = _rss_mib()
-    times, cpu_times = [], []
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    cpu_times: dict[str, list[float]] = {v: [] for v in variants}
+    peaks: dict[str, float] = {}
+    extra: dict[str, Any] = {}
     if phase == "inference":
-        gemm = _gemm_rate(max(3, repeats))
+        dtypes = {INFERENCE_VARIANTS[v][1] for v in variants}
+        extra["gemm_peak_flops"] = {p: _gemm_rate(max(3, repeats), p) for p in sorted(dtypes)}
         model.eval()
-        batch = _batch(1, with_gt=False)
-        num_dets = 0
-        with torch.inference_mode():
+        fused, extra["fused_conv_bn"] = fuse_detector_conv_bn(model)
+        models = {}
+        for v in variants:
+            fuse, precision, channels_last = INFERENCE_VARIANTS[v]
+            m = copy.deepcopy(fused if fuse else model)
+            set_precision(m, precision, channels_last=channels_last)
+            models[v] = m
+        del model, fused
+        batch = _batch(1, with_gt=False, size=size)
+        num_dets: dict[str, int] = {}
+        with torch.no_grad():
             for i in range(warmup + repeats):
-                start, cpu_start = time.perf_counter(), time.process_time()
-                results = model(batch["imgs"], batch["img_metas"])
-                if i >= warmup:
-                    times.append(time.perf_counter() - start)
-                    cpu_times.append(time.process_time() - cpu_start)
-                num_dets = len(results[0])
+                for v in variants:
+                    _reset_peak_rss()
+                    start, cpu_start = time.perf_counter(), time.process_time()
+                    results = models[v](batch["imgs"], batch["img_metas"])
+                    if i >= warmup:
+                        times[v].append(time.perf_counter() - start)
+                        cpu_times[v].append(time.process_time() - cpu_start)
+                    peaks[v] = max(peaks.get(v, 0.0), _peak_rss_since_reset_mib())
+                    num_dets[v] = len(results[0])
             from torch.utils.flop_counter import FlopCounterMode
 
             with FlopCounterMode(display=False) as counter:
-                model(batch["imgs"], batch["img_metas"])
-        extra = {"detections": num_dets, "flops": counter.get_total_flops(), "gemm_peak_flops": gemm}
+                models[variants[0]](batch["imgs"], batch["img_metas"])
+        extra.update(detections=num_dets, flops=counter.get_total_flops())
     else:
         model.train()
-        batch = _batch(2, with_gt=True)
+        batch = _batch(2, with_gt=True, size=size)
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4, momentum=0.9)
-        loss_value = float("nan")
+        losses_of: dict[str, float] = {}
         for i in range(warmup + repeats):
-            start, cpu_start = time.perf_counter(), time.process_time()
-            losses = model(**batch)
-            loss = sum(
-                sum(v) if isinstance(v, (list, tuple)) else v for k, v in losses.items() if "loss" in k
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-                cpu_times.append(time.process_time() - cpu_start)
-            loss_value = float(loss.detach())
-        extra = {"loss": loss_value}
+            for v in variants:
+                set_precision(model, TRAIN_VARIANTS[v])
+                _reset_peak_rss()
+                start, cpu_start = time.perf_counter(), time.process_time()
+                losses = model(**batch)
+                loss = sum(
+                    sum(x) if isinstance(x, (list, tuple)) else x for k, x in losses.items() if "loss" in k
+                )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if i >= warmup:
+                    times[v].append(time.perf_counter() - start)
+                    cpu_times[v].append(time.process_time() - cpu_start)
+                peaks[v] = max(peaks.get(v, 0.0), _peak_rss_since_reset_mib())
+                losses_of[v] = float(loss.detach())
+        extra["loss"] = losses_of
     queue.put(
         {
             "phase": phase,
-            "median_s": statistics.median(times),
-            "min_s": min(times),
-            "cpu_median_s": statistics.median(cpu_times),
+            "median_s": {v: statistics.median(t) for v, t in times.items()},
+            "min_s": {v: min(t) for v, t in times.items()},
+            "cpu_median_s": {v: statistics.median(t) for v, t in cpu_times.items()},
+            "peak_rss_mib": peaks,
             "rss_after_build_mib": rss_model,
-            "peak_rss_mib": _peak_rss_mib(),
             **extra,
         }
     )
 
 
-def _gemm_rate(repeats: int) -> float:
-    """The best fp32 GEMM rate (FLOP/s) of ``repeats`` (N, N) @ (N, N) matmuls after one warm-up."""
+def _gemm_rate(repeats: int, precision: str = "fp32") -> float:
+    """The best GEMM rate (FLOP/s) of ``repeats`` (N, N) @ (N, N) matmuls after one warm-up, in float32
+    or (``precision = "bf16"``) bfloat16 operands (the rate autocast's bf16 convolutions can reach)."""
+    import os
+
     import torch
 
+    n = int(os.environ.get("DETCORE_BENCH_GEMM_N", GEMM_N))
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(GEMM_N, GEMM_N, generator=gen)
-    b = torch.randn(GEMM_N, GEMM_N, generator=gen)
-    out = torch.empty(GEMM_N, GEMM_N)
+    a = torch.randn(n, n, generator=gen).to(dtype)
+    b = torch.randn(n, n, generator=gen).to(dtype)
+    out = torch.empty(n, n, dtype=dtype)
     best = float("inf")
     for i in range(1 + repeats):
         start = time.perf_counter()
         torch.mm(a, b, out=out)
         if i > 0:
             best = min(best, time.perf_counter() - start)
-    return 2.0 * GEMM_N**3 / best
+    return 2.0 * n**3 / best
 
 
 def _measure_gemm(threads: int, repeats: int, queue: Any) -> None:
@@ -276,17 +348,27 @@ def run_family(
     repeats: int,
     score_thr: float | None = None,
     phases: tuple[str, ...] = ("inference", "train_step"),
+    variants: tuple[str, ...] = ("before", "fp32", "bf16"),
+    size: tuple[int, int] = (IMG_H, IMG_W),
 ) -> dict[str, Any]:
-    """The ``phases`` of one family, each in its own spawned process."""
+    """The ``phases`` of one family, each in its own spawned process (the variants interleaved in it)."""
     ctx = mp.get_context("spawn")
     out: dict[str, Any] = {"family": family, "config": FAMILIES[family]}
     for phase in phases:
         queue = ctx.Queue()
-        args = (phase, FAMILIES[family], checkpoint, threads, warmup, repeats, queue, score_thr)
+        phase_variants = variants if phase == "inference" else tuple(TRAIN_VARIANTS)
+        args = (phase, FAMILIES[family], checkpoint, threads, warmup, repeats, queue, score_thr,
+                phase_variants, size)
         proc = ctx.Process(target=_measure, args=args)
         proc.start()
         out[phase] = _result_of(proc, queue, f"{family} {phase}")
     return out
+
+
+def _ratio(figures: dict[str, float], slow: str, fast: str) -> str:
+    if slow in figures and fast in figures:
+        return f"{figures[slow] / figures[fast]:.2f}x"
+    return "-"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,7 +394,30 @@ def main(argv: list[str] | None = None) -> int:
         "--score-thr", type=float, help="the final score threshold of every model's test_cfg (0: keep all)"
     )
     parser.add_argument("--inference-only", action="store_true", help="skip the training step")
+    parser.add_argument("--gemm-n", type=int, default=GEMM_N, help="size of the peak-measuring matmul")
+    parser.add_argument(
+        "--variants",
+        default="before,fp32,bf16",
+        help=f"comma-separated inference variants of {sorted(INFERENCE_VARIANTS)} "
+        "(default: before,fp32,bf16; the training step runs fp32 and bf16)",
+    )
+    parser.add_argument(
+        "--size", default=f"{IMG_W}x{IMG_H}", metavar="WxH", help="image size (default: 1333x800)"
+    )
     args = parser.parse_args(argv)
+    if args.gemm_n != GEMM_N:
+        import os
+
+        os.environ["DETCORE_BENCH_GEMM_N"] = str(args.gemm_n)  # read by the spawned measuring processes
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    unknown = [v for v in variants if v not in INFERENCE_VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; choose from {sorted(INFERENCE_VARIANTS)}")
+    try:
+        width, height = (int(x) for x in args.size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--size must be WxH (e.g. 1333x800), got {args.size!r}")
+    size = (height, width)
     phases = ("inference",) if args.inference_only else ("inference", "train_step")
     checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
     families = args.family or sorted(FAMILIES)
@@ -321,35 +426,48 @@ def main(argv: list[str] | None = None) -> int:
     peak = gemm_peak(args.threads, max(3, args.repeats))
     print(
         f"# CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{args.threads} threads, {args.warmup} warm-up + {args.repeats} timed runs; "
-        "wall s median / min (process CPU s median); "
-        f"fp32 GEMM peak ({GEMM_N}x{GEMM_N} matmul, best of {max(3, args.repeats)}): {peak / 1e9:.1f} GFLOP/s"
+        f"{args.threads} threads, {args.warmup} warm-up + {args.repeats} timed runs, variants interleaved "
+        "in one process per phase; wall s median (process CPU s median); "
+        f"fp32 GEMM peak ({args.gemm_n}x{args.gemm_n} matmul, best of {max(3, args.repeats)}, "
+        "separate process): "
+        f"{peak / 1e9:.1f} GFLOP/s; the bf16 peak is measured in each inference process"
         + ("" if args.score_thr is None else f"; score_thr {args.score_thr:g}")
     )
     print(
-        "| family | inference 1x1333x800 | train step 2x1333x800 "
-        "| peak RSS inference (MiB) | peak RSS train (MiB) | RSS after build (MiB) "
-        "| forward GFLOPs | GEMM peak GFLOP/s | % of GEMM peak | detections |"
+        f"| family | variant | inference 1x{width}x{height} s | train step 2x{width}x{height} s "
+        "| peak RSS inference (MiB) | peak RSS train (MiB) | forward GFLOPs | GEMM peak GFLOP/s "
+        "| % of GEMM peak | detections |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     results = []
     for family in families:
         r = run_family(
-            family, checkpoints.get(family), args.threads, args.warmup, args.repeats, args.score_thr, phases
+            family, checkpoints.get(family), args.threads, args.warmup, args.repeats, args.score_thr, phases,
+            variants, size,
         )
         results.append(r)
         inf, tr = r["inference"], r.get("train_step")
-        r["gemm_fraction"] = inf["flops"] / inf["median_s"] / inf["gemm_peak_flops"]
-        train = "-" if tr is None else f"{tr['median_s']:.2f} / {tr['min_s']:.2f} ({tr['cpu_median_s']:.2f})"
-        train_rss = "-" if tr is None else f"{tr['peak_rss_mib']:.0f}"
+        r["gemm_fraction"] = {}
+        for v in variants:
+            gemm = inf["gemm_peak_flops"][INFERENCE_VARIANTS[v][1]]
+            r["gemm_fraction"][v] = inf["flops"] / inf["median_s"][v] / gemm
+            has_train = tr is not None and v in tr["median_s"]
+            train = f"{tr['median_s'][v]:.2f} ({tr['cpu_median_s'][v]:.2f})" if has_train else "-"
+            train_rss = f"{tr['peak_rss_mib'][v]:.0f}" if has_train else "-"
+            print(
+                f"| {family} | {v} | {inf['median_s'][v]:.2f} ({inf['cpu_median_s'][v]:.2f}) | {train} "
+                f"| {inf['peak_rss_mib'][v]:.0f} | {train_rss} | {inf['flops'] / 1e9:.1f} | {gemm / 1e9:.1f} "
+                f"| {100 * r['gemm_fraction'][v]:.0f}% | {inf['detections'][v]} |"
+            )
+        train_ratio = _ratio(tr["median_s"], "fp32", "bf16") if tr is not None else "-"
         print(
-            f"| {family} | {inf['median_s']:.2f} / {inf['min_s']:.2f} ({inf['cpu_median_s']:.2f}) "
-            f"| {train} | {inf['peak_rss_mib']:.0f} | {train_rss} | {inf['rss_after_build_mib']:.0f} "
-            f"| {inf['flops'] / 1e9:.1f} | {inf['gemm_peak_flops'] / 1e9:.1f} "
-            f"| {100 * r['gemm_fraction']:.0f}% | {inf['detections']} |"
+            f"| {family} | ratios | bf16 vs fp32 {_ratio(inf['median_s'], 'fp32', 'bf16')}, "
+            f"fp32 vs before {_ratio(inf['median_s'], 'before', 'fp32')} | bf16 vs fp32 {train_ratio} "
+            f"| | | | | | {inf['fused_conv_bn']} Conv-BN folded |"
         )
     if args.json:
-        summary = {"threads": args.threads, "torch": torch.__version__, "gemm_peak_flops": peak}
+        summary = {"threads": args.threads, "torch": torch.__version__, "gemm_peak_flops": peak,
+                   "size": [width, height]}
         args.json.write_text(json.dumps({**summary, "results": results}, indent=2))
     return 0
 

@@ -92,16 +92,21 @@ class _Region:
     outputs back as float32 contiguous tensors. Picklable and copyable with the model (EMA copies)."""
 
     def __init__(self, device_type: str, dtype: torch.dtype | None, channels_last_input: bool,
-                 cast_outputs: bool) -> None:
-        self.device_type, self.dtype = device_type, dtype
+                 cast_outputs: bool, outer: bool = False) -> None:
+        self.device_type, self.dtype, self.outer = device_type, dtype, outer
         self.channels_last_input, self.cast_outputs = channels_last_input, cast_outputs
         self._active: list[Any] = []
 
     def __deepcopy__(self, memo: dict) -> _Region:
-        return _Region(self.device_type, self.dtype, self.channels_last_input, self.cast_outputs)
+        return _Region(self.device_type, self.dtype, self.channels_last_input, self.cast_outputs, self.outer)
 
     def before(self, module: nn.Module, args: tuple) -> tuple | None:
-        ctx = torch.autocast(self.device_type, dtype=self.dtype) if self.dtype is not None else None
+        if self.outer:  # autocast off around the whole forward: its bf16 weight casts are cached until
+            ctx = torch.autocast(self.device_type, enabled=False)  # the end, not redone per region/level
+        elif self.dtype is not None:
+            ctx = torch.autocast(self.device_type, dtype=self.dtype)
+        else:
+            ctx = None
         if ctx is not None:
             ctx.__enter__()
         self._active.append(ctx)
@@ -166,6 +171,10 @@ def set_precision(
     dtype = torch.bfloat16 if resolved == "bf16" else None
     if dtype is not None or use_cl:
         device_type = torch.device(device).type
+        if dtype is not None:
+            outer = _Region(device_type, None, False, cast_outputs=False, outer=True)
+            model._precision_handles.append(model.register_forward_pre_hook(outer.before))
+            model._precision_handles.append(model.register_forward_hook(outer.after, always_call=True))
         for name, module, is_head in compute_parts(model):
             region = _Region(device_type, dtype, use_cl and name == "backbone", cast_outputs=is_head)
             model._precision_handles.append(module.register_forward_pre_hook(region.before))

@@ -93,7 +93,7 @@ def benchmark(
     batches, source = _prepared_batches(base, images + num_warmup_batches * batch_size, batch_size, size)
     times: dict[str, list[float]] = {p: [] for p in wanted}
     counted = 0
-    with torch.inference_mode():
+    with torch.no_grad():  # as the API and the eval loop (autocast caches its bf16 weights here)
         for index, batch in enumerate(batches):
             batch = to_device(batch, device)
             for p, m in models.items():
