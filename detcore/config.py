@@ -213,7 +213,7 @@ def config_root(name: str, where: str = "") -> Path:
         checkout = Path(detcore.__file__).resolve().parents[1] / "configs"
         for candidate in (shipped, checkout):
             if candidate.is_dir():
-                return candidate
+                return candidate.resolve()  # in a checkout, detcore/configs links to configs/
         raise ConfigError(f"{prefix}detcore's configs are not installed (looked at {shipped})")
     package = _plugin_package(name) or name
     try:

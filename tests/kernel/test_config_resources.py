@@ -47,6 +47,10 @@ def test_detcore_root_is_the_shipped_configs():
     root = config_root("detcore")
     assert (root / "_base_" / "datasets" / "shapes.toml").is_file()
     assert root == Path(detcore.__file__).resolve().parents[1] / "configs"  # this checkout
+    # what a wheel ships: configs/ as package data detcore/configs (a link to configs/ here)
+    shipped = Path(detcore.__file__).resolve().parent / "configs"
+    assert shipped.is_dir() and shipped.resolve() == root
+    assert '"configs/**/*.toml"' in (root.parent / "pyproject.toml").read_text()
 
 
 def test_out_of_tree_config_extends_the_shipped_shapes_pieces(tmp_path):
