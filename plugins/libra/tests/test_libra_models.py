@@ -43,6 +43,25 @@ def test_reference_checkpoint_loads(name, tmp_path):
     check_reference_checkpoint_loads(CONFIGS / f"{name}.toml", name, tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("name", "depth", "base"),
+    [("libra_faster_rcnn_r101_fpn_1x_coco", 101, "faster_rcnn_r101_fpn_1x_coco"),
+     ("libra_faster_rcnn_x101_64x4d_fpn_1x_coco", 101, "faster_rcnn_x101_64x4d_fpn_1x_coco")],
+)  # fmt: skip
+def test_variants_are_the_plain_variant_plus_bfp(name, depth, base):
+    """The deeper variants: the R-50 Libra settings on the plain config's backbone; their parameters
+    are the plain variant's plus BFP's non-local block (4 x (256 x 256 + 256))."""
+    table = model_table(name)
+    assert table["backbone"]["depth"] == depth
+    assert table["roi_head"] == model_table(STANDARD[0])["roi_head"]
+    plain = load_validated_config(CONFIGS.parent / "faster_rcnn" / f"{base}.toml").to_dict()["model"]
+    assert table["backbone"] == plain["backbone"]
+    with torch.device("meta"):
+        libra, reference = detcore.build("detector", table), detcore.build("detector", plain)
+    count = sum(p.numel() for p in libra.parameters())
+    assert count == sum(p.numel() for p in reference.parameters()) + 4 * (256 * 256 + 256)
+
+
 def shapes_model(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     model = detcore.build("detector", model_table(name))
