@@ -1,7 +1,11 @@
-"""``detcore plugin new NAME``: write a ready-to-install plugin package.
+"""``detcore plugin new NAME [--kind backbone|detector]``: write a ready-to-install plugin package.
 
-The package has a pyproject with the ``detcore.plugins`` entry point, one backbone component, a
-hook implementation that registers it, and a test that builds it through the registry.
+``backbone`` (the default): a pyproject with the ``detcore.plugins`` entry point, one backbone
+component, a hook implementation that registers it, and a test that builds it through the registry.
+``detector``: a detector family: a CenterNet-style dense head, a single-stage detector, a loss, a
+config on the shapes data extending detcore's shipped bases (shipped with the plugin, so others extend
+it as ``NAME:configs/NAME_shapes.toml``) and a test that validates the config, trains and predicts.
+The detector files come from ``detcore/cli/templates/detector_*.tmpl`` (``$name``, ``$cls``).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import argparse
 import keyword
 import re
 from pathlib import Path
+from string import Template
 
 from detcore import __version__
 from detcore.errors import DetcoreError
@@ -120,21 +125,73 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     new.add_argument(
         "--dir", default=".", help="where to create det-plugin-NAME/ (default: current directory)"
     )
+    new.add_argument(
+        "--kind", choices=KINDS, default=KINDS[0],
+        help="backbone: one backbone component; detector: a detector family (head, detector, loss, "
+             "shapes config, training test)",
+    )
     new.set_defaults(func=run_new)
 
 
-def scaffold(name: str, parent: Path) -> Path:
-    """Write ``det-plugin-<name>/`` under ``parent`` and return its path."""
+#: what ``--kind`` may scaffold; the first is the default
+KINDS = ("backbone", "detector")
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+DETECTOR_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "det-plugin-{dashed}"
+version = "0.1.0"
+description = "A detcore detector family: {name}"
+requires-python = ">=3.9"
+dependencies = ["detcore>={detcore_version}", "det-plugin-resnet", "det-plugin-fpn"]
+
+[project.entry-points."detcore.plugins"]
+{name} = "det_plugin_{name}.plugin"
+
+[tool.setuptools]
+packages = ["det_plugin_{name}"]
+
+[tool.setuptools.package-data]
+"det_plugin_{name}" = ["configs/*.toml"]
+"""
+
+DETECTOR_README = """\
+# det-plugin-{dashed}
+
+A detcore detector family: `{cls}` (a single-stage detector), `{cls}Head` (a CenterNet-style dense
+head) and `{cls}HeatmapLoss`. The contract the head implements is docs/writing-a-detector.md.
+
+    pip install -e .
+    detcore plugins
+    pytest tests
+    detcore train det_plugin_{name}/configs/{name}_shapes.toml
+
+Other configs extend the shipped one: `extends = ["{name}:configs/{name}_shapes.toml"]`.
+"""
+
+
+def scaffold(name: str, parent: Path, kind: str = KINDS[0]) -> Path:
+    """Write ``det-plugin-<name>/`` under ``parent`` (a ``kind`` from :data:`KINDS`) and return its path."""
+    if kind not in KINDS:
+        raise DetcoreError(f"plugin kind '{kind}' is not one of {', '.join(KINDS)}")
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or keyword.iskeyword(name):
         raise DetcoreError(
             f"plugin name '{name}' must be a lowercase Python identifier (letters, digits, underscores)"
         )
     dashed = name.replace("_", "-")
-    cls = "".join(part.capitalize() for part in name.split("_")) + "Backbone"
+    base = "".join(part.capitalize() for part in name.split("_"))
+    cls = base + "Backbone" if kind == "backbone" else base
     root = parent / f"det-plugin-{dashed}"
     if root.exists():
         raise DetcoreError(f"{root} already exists; choose another name or --dir")
     values = {"name": name, "dashed": dashed, "cls": cls, "detcore_version": __version__}
+    if kind == "detector":
+        return _scaffold_detector(root, values)
     files = {
         "pyproject.toml": PYPROJECT,
         "README.md": README,
@@ -150,8 +207,32 @@ def scaffold(name: str, parent: Path) -> Path:
     return root
 
 
+def _scaffold_detector(root: Path, values: dict[str, str]) -> Path:
+    name = values["name"]
+    files = {
+        "pyproject.toml": DETECTOR_PYPROJECT.format(**values),
+        "README.md": DETECTOR_README.format(**values),
+        f"det_plugin_{name}/__init__.py": INIT.format(**values),
+    }
+    templated = {
+        f"det_plugin_{name}/plugin.py": "detector_plugin.py.tmpl",
+        f"det_plugin_{name}/head.py": "detector_head.py.tmpl",
+        f"det_plugin_{name}/detector.py": "detector_detector.py.tmpl",
+        f"det_plugin_{name}/loss.py": "detector_loss.py.tmpl",
+        f"det_plugin_{name}/configs/{name}_shapes.toml": "detector_config.toml.tmpl",
+        f"tests/test_{name}.py": "detector_test.py.tmpl",
+    }
+    for rel, template in templated.items():
+        files[rel] = Template((TEMPLATES / template).read_text()).substitute(values)
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
 def run_new(args: argparse.Namespace) -> int:
-    root = scaffold(args.name, Path(args.dir))
+    root = scaffold(args.name, Path(args.dir), kind=getattr(args, "kind", KINDS[0]))
     print(f"wrote {root}")
     print(f"install it with: pip install -e {root}")
     return 0
