@@ -21,7 +21,7 @@ class CascadeRCNN(TwoStageDetector):
         backbone: Mapping[str, Any] | nn.Module,
         rpn_head: Mapping[str, Any] | nn.Module,
         roi_head: Mapping[str, Any] | nn.Module,
-        neck: Mapping[str, Any] | nn.Module | None = None,
+        neck: Mapping[str, Any] | Sequence[Mapping[str, Any]] | nn.Module | None = None,
         train_cfg: Mapping[str, Any] | None = None,
         test_cfg: Mapping[str, Any] | None = None,
         init_cfg: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
