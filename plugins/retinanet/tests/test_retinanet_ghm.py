@@ -127,3 +127,31 @@ def test_momentum_counts_accumulate_during_training():
     check_loss_falls(model, batch, iterations=20, lr=0.005, ratio=0.8)
     assert float(model.bbox_head.loss_cls.acc_sum.sum()) > 0
     assert float(model.bbox_head.loss_bbox.acc_sum.sum()) > 0
+
+
+def test_ghmc_density_weights_on_a_chosen_distribution():
+    """Four negatives with gradient norms g = 0.05, 0.05, 0.05, 0.95 (sigmoid outputs against target 0):
+    bins 0 and 9 of 10 are used (n = 2), tot = 4. Without momentum the weights are tot / (count * n):
+    2/3 for the three easy ones and 2 for the hard one; with momentum 0.75 the counts are moving
+    averages starting at 0: 0.75 and 0.25 after the first call, 1.3125 and 0.4375 after the second."""
+    from detcore.models.losses import GHMC
+
+    g = torch.tensor([0.05, 0.05, 0.05, 0.95])
+    logits = torch.log(g / (1 - g))[:, None]
+    labels = torch.ones(4, dtype=torch.long)  # = num_classes (1): background
+    bce = -torch.log(1 - g)
+
+    def expected(weights):
+        return float((bce * torch.tensor(weights)).sum() / 4)
+
+    plain = GHMC(bins=10, momentum=0)(logits, labels, torch.ones(4))
+    assert float(plain) == pytest.approx(expected([2 / 3, 2 / 3, 2 / 3, 2.0]), rel=1e-5)
+    loss = GHMC(bins=10, momentum=0.75)
+    first = loss(logits, labels, torch.ones(4))
+    assert float(first) == pytest.approx(expected([4 / 0.75 / 2] * 3 + [4 / 0.25 / 2]), rel=1e-5)
+    second = loss(logits, labels, torch.ones(4))
+    assert float(second) == pytest.approx(expected([4 / 1.3125 / 2] * 3 + [4 / 0.4375 / 2]), rel=1e-5)
+    torch.testing.assert_close(loss.acc_sum[[0, 9]], torch.tensor([1.3125, 0.4375]))
+    # an entry of label weight 0 leaves the count and the average
+    ignored = GHMC(bins=10, momentum=0)(logits, labels, torch.tensor([1.0, 1.0, 1.0, 0.0]))
+    assert float(ignored) == pytest.approx(float(bce[:3].sum() / 3), rel=1e-5)
