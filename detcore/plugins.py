@@ -24,6 +24,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Iterable
 
@@ -65,6 +66,7 @@ class PluginInfo:
     error: str | None = None  # why, when status == "failed": a message or a traceback
     files: list[str] = field(default_factory=list)
     failed_at: str | None = None  # "import", "hook check" or the registration hook that raised
+    reported: bool = False  # the error was printed to stderr already (report_failures)
 
     @property
     def loaded(self) -> bool:
@@ -216,10 +218,15 @@ def _entry_points() -> list:
 
 
 def _distribution_location(dist) -> list[str]:
+    """The folders of a distribution's top-level packages that exist on disk (an installed copy);
+    never the site-packages folder holding them. Editable installs list none here: the imported
+    module's file, added when the plugin loads, says where the source is."""
     if dist is None:
         return []
     try:
-        return [str(dist.locate_file(""))]
+        tops = (dist.read_text("top_level.txt") or "").split()
+        found = [dist.locate_file(top) for top in tops]
+        return [str(path) for path in found if Path(str(path)).is_dir()]
     except Exception:  # noqa: BLE001 - location is informational only
         return []
 
@@ -247,6 +254,7 @@ def report_failures(infos: Iterable[PluginInfo]) -> None:
             f"({info.failed_at}) and is skipped:\n{info.error}",
             file=sys.stderr,
         )
+        info.reported = True
 
 
 def reset_plugin_manager(manager: DetcorePluginManager | None = None) -> None:
@@ -269,6 +277,24 @@ def block_plugins(names: Iterable[str]) -> None:
     reset_plugin_manager(None)
 
 
+def _satisfiable(specifier) -> bool:
+    """Whether some version satisfies ``specifier`` (a ``packaging`` SpecifierSet): tried on each bound,
+    just above and below it, so contradictions such as ``>=2,<1`` or ``==1.0,==2.0`` are caught."""
+    from packaging.version import InvalidVersion, Version
+
+    candidates = {"0", "0.0.1"}
+    for spec in specifier:
+        text = spec.version.replace(".*", "")
+        try:
+            version = Version(text)
+        except InvalidVersion:
+            return True  # arbitrary equality (===) and the like: not ours to judge
+        release = ".".join(str(part) for part in version.release)
+        candidates |= {text, release, f"{release}.1", f"{release}.0.1", f"{release}.0.0.1",
+                       f"{version.major + 1}"}
+    return any(specifier.contains(c, prereleases=True) for c in candidates)
+
+
 def plugin_distribution_name(short_name: str) -> str:
     """The conventional distribution name of a plugin: ``htc`` -> ``det-plugin-htc``."""
     return f"det-plugin-{short_name.replace('_', '-')}"
@@ -289,12 +315,20 @@ def check_required_plugins(specs: Iterable[str], manager: DetcorePluginManager, 
             raise PluginError(
                 f"{prefix}plugins: '{spec}' is not a valid plugin requirement ({exc})"
             ) from None
+        if req.specifier and not _satisfiable(req.specifier):
+            raise PluginError(
+                f"{prefix}plugins: '{spec}' can never be satisfied: no version is {req.specifier}; "
+                "fix the version range in the config's plugins list"
+            )
         name = req.name.replace("-", "_")
         info = manager.infos.get(req.name) or manager.infos.get(name)
         if info is None:
+            installed = [n for n, i in manager.infos.items() if not i.builtin]
+            close = nearest(req.name, installed)
+            hint = f" Did you mean '{close[0]}' (installed)? Otherwise install it" if close else " Install it"
             raise PluginError(
-                f"{prefix}this config needs plugin '{req.name}', which is not installed. "
-                f"Install it with: pip install {plugin_distribution_name(req.name)}"
+                f"{prefix}this config needs plugin '{req.name}', which is not installed."
+                f"{hint} with: pip install {plugin_distribution_name(req.name)}"
             )
         if info.status == "blocked":
             raise PluginError(
@@ -302,9 +336,10 @@ def check_required_plugins(specs: Iterable[str], manager: DetcorePluginManager, 
                 f"(remove it from {DISABLE_ENV} or drop '-p no:{req.name}')"
             )
         if info.status == "failed":
+            detail = " (its traceback is printed above)" if info.reported else f":\n{info.error}"
             raise PluginError(
                 f"{prefix}this config needs plugin '{req.name}' (distribution '{info.distribution}'), "
-                f"which failed to import:\n{info.error}"
+                f"which failed ({info.failed_at}){detail}"
             )
         if req.specifier and not req.specifier.contains(info.version, prereleases=True):
             raise PluginError(

@@ -24,6 +24,7 @@ import math
 import os
 import os.path as osp
 import shutil
+import sys
 import tempfile
 from typing import Any
 
@@ -246,6 +247,11 @@ def generate_shapes(
             shutil.rmtree(root, ignore_errors=True)
         try:
             os.replace(tmp, root)
+            print(
+                f"detcore: generated the shapes data ({num_train} train / {num_val} val images) in {root} "
+                "(default_shapes_root(): $DETCORE_DATA/shapes, else ~/.cache/detcore/shapes)",
+                file=sys.stderr,
+            )
         except OSError:
             if not (osp.isfile(marker) and json.load(open(marker)) == args):
                 raise
