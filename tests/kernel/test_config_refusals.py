@@ -142,3 +142,23 @@ def test_shipped_configs_validate_cleanly():
         warnings.simplefilter("error")  # no shipped schedule step is past its end either
         for path in configs:
             validate_config(load_config(path))
+
+
+class _RunnerReadingLoop:
+    """A third-party loop whose constructor needs the real runner."""
+
+    def __init__(self, runner, max_epochs: int = 1) -> None:
+        self.device = runner.device
+
+
+def test_a_loop_that_needs_the_runner_is_left_to_the_run(plugin_env, tmp_path):
+    from detcore.config import load_config, validate_config
+
+    hooks = {"detcore_register_loops": {"MyLoop": _RunnerReadingLoop}}
+    _, reg = plugin_env([("loops", "det-plugin-loops", "1.0", hooks)])
+    path = tmp_path / "c.toml"
+    path.write_text('[runner]\ntype = "MyLoop"\nmax_epochs = 2\n')
+    validate_config(load_config(path), registry=reg)  # nothing to refuse without a runner
+    path.write_text('[runner]\ntype = "MyLoop"\nmax_epoks = 2\n')
+    with pytest.raises(Exception, match=r"runner: unknown key 'max_epoks' for loop 'MyLoop'"):
+        validate_config(load_config(path), registry=reg)
