@@ -62,6 +62,20 @@ def test_variants_are_the_plain_variant_plus_bfp(name, depth, base):
     assert count == sum(p.numel() for p in reference.parameters()) + 4 * (256 * 256 + 256)
 
 
+def test_libra_fast_rcnn_is_fast_rcnn_plus_bfp_on_the_libra_proposals():
+    cfg = load_validated_config(CONFIGS / "libra_fast_rcnn_r50_fpn_1x_coco.toml").to_dict()
+    plain = load_validated_config(CONFIGS.parent / "fast_rcnn" / "fast_rcnn_r50_fpn_1x_coco.toml").to_dict()
+    for split in ("train", "val", "test"):
+        steps = [s for s in cfg["data"][split]["pipeline"] if s["type"] == "LoadProposals"]
+        assert len(steps) == 1 and "/libra_proposals/" in steps[0]["proposal_file"], split
+        assert len(cfg["data"][split]["pipeline"]) == len(plain["data"][split]["pipeline"])
+    assert cfg["model"]["train_cfg"]["rcnn"]["sampler"]["type"] == "CombinedSampler"
+    with torch.device("meta"):
+        libra, reference = detcore.build("detector", cfg["model"]), detcore.build("detector", plain["model"])
+    count = sum(p.numel() for p in libra.parameters())
+    assert count == sum(p.numel() for p in reference.parameters()) + 4 * (256 * 256 + 256)
+
+
 def shapes_model(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     model = detcore.build("detector", model_table(name))
