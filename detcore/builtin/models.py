@@ -14,6 +14,7 @@ from detcore.hookspecs import Factory, hookimpl
 from detcore.models.dense_heads.anchor_head import AnchorHead
 from detcore.models.detectors.single_stage import SingleStageDetector
 from detcore.models.detectors.two_stage import TwoStageDetector
+from detcore.models.necks import CTResNetNeck
 from detcore.models.roi_heads import (
     BBoxHead,
     ConvFCBBoxHead,
@@ -30,6 +31,11 @@ from detcore.ops.modules import RoIAlign, RoIPool
 @hookimpl
 def detcore_register_detectors() -> Mapping[str, Factory]:
     return {"SingleStageDetector": SingleStageDetector, "TwoStageDetector": TwoStageDetector}
+
+
+@hookimpl
+def detcore_register_necks() -> Mapping[str, Factory]:
+    return {"CTResNetNeck": CTResNetNeck}
 
 
 @hookimpl

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = [
     "detcore.models", "detcore.models.losses", "detcore.models.layers", "detcore.models.task_utils",
     "detcore.models.dense_heads", "detcore.models.detectors", "detcore.models.roi_heads",
+    "detcore.models.necks",
     "detcore.structures", "detcore.testing",
 ]
 
