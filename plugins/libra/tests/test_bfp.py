@@ -3,6 +3,8 @@ being the identity at init, and the neck list of the detectors (neck.0 = FPN, ne
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -90,3 +92,19 @@ def test_a_neck_list_chains_in_order_with_indexed_keys():
     assert not torch.allclose(outs[1], fpn_outs[1])
     with pytest.raises(ValueError, match="empty list"):
         build_neck([])
+
+
+def test_a_misspelt_key_in_a_neck_list_item_is_named_with_its_index(tmp_path):
+    from detcore.errors import ConfigError
+    from detcore.testing import load_validated_config
+
+    base = Path(__file__).resolve().parents[3] / "configs" / "libra_rcnn"
+    base = base / "libra_retinanet_r50_fpn_1x_coco.toml"
+    child = tmp_path / "child.toml"
+    child.write_text(f'extends = ["{base}"]\n\n[model]\nneck = {{ 1 = {{ refine_levle = 1 }} }}\n')
+    with pytest.raises(ConfigError, match=r"model\.neck\.1\.refine_levle.*nearest valid key: 'refine_level'"):
+        load_validated_config(child)
+    patched = tmp_path / "patched.toml"
+    patched.write_text(f'extends = ["{base}"]\n\n[model]\nneck = {{ 1 = {{ refine_level = 3 }} }}\n')
+    neck = load_validated_config(patched)["model"]["neck"]
+    assert neck[0]["type"] == "FPN" and neck[1]["refine_level"] == 3
