@@ -144,10 +144,13 @@ CODE_KEYS: dict[str, str] = {
 
 def refuse_code_keys(cfg: Config) -> None:
     """Refuse keys that would load code (``custom_imports`` and the like), naming the file and the key."""
+    from detcore.config_checks import source_of_table
+
     for key in cfg.data:
         if key in CODE_KEYS:
             raise ConfigError(
-                f"{cfg.source_of(key)}: {key}: detcore configs never import or run code; {CODE_KEYS[key]}"
+                f"{source_of_table(cfg, key)}: {key}: detcore configs never import or run code; "
+                f"{CODE_KEYS[key]}"
             )
 
 

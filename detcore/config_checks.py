@@ -137,7 +137,7 @@ def check_config_tables(cfg: Any, registry: Any) -> None:
             hints = nearest(str(key), TOP_LEVEL_KEYS)
             hint = f"; did you mean '{hints[0]}'? " if hints else ". "
             raise ConfigError(
-                f"{cfg.source_of(key)}: {key}: unknown top-level key{hint}"
+                f"{source_of_table(cfg, key)}: {key}: unknown top-level key{hint}"
                 f"Known keys: {', '.join(TOP_LEVEL_KEYS)}"
             )
     for key, spec in TABLE_SETTINGS.items():
@@ -147,6 +147,15 @@ def check_config_tables(cfg: Any, registry: Any) -> None:
     by_epoch = _check_loops(cfg, registry)
     _check_hooks(cfg, by_epoch)
     schedule_warnings(cfg, by_epoch)
+
+
+def source_of_table(cfg: Any, key: str) -> str:
+    """The file or override that set ``key`` or, for a table only its keys were set for (``--set
+    optimzer.lr=1``), the first of those."""
+    if key in cfg.provenance:
+        return cfg.provenance[key]
+    inner = next((v for k, v in cfg.provenance.items() if k.startswith(key + ".")), None)
+    return inner or cfg.source_of(key)
 
 
 def _check(spec: Settings, value: Any, path: str, cfg: Any) -> None:

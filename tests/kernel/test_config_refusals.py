@@ -162,3 +162,12 @@ def test_a_loop_that_needs_the_runner_is_left_to_the_run(plugin_env, tmp_path):
     path.write_text('[runner]\ntype = "MyLoop"\nmax_epoks = 2\n')
     with pytest.raises(Exception, match=r"runner: unknown key 'max_epoks' for loop 'MyLoop'"):
         validate_config(load_config(path), registry=reg)
+
+
+def test_a_table_set_only_by_an_override_names_the_override(capsys):
+    rc, line = _validate(capsys, SHAPES, "optimzer.lr=1")
+    assert rc == 1 and line.startswith("detcore: error: --set optimzer.lr=1: optimzer: unknown top-level key")
+    rc, line = _validate(capsys, SHAPES, "custom_imports.imports=['os']")
+    assert rc == 1 and line.startswith(
+        "detcore: error: --set custom_imports.imports=['os']: custom_imports: detcore configs never import"
+    )
