@@ -277,6 +277,12 @@ def block_plugins(names: Iterable[str]) -> None:
     reset_plugin_manager(None)
 
 
+def _similarity(a: str, b: str) -> float:
+    import difflib
+
+    return difflib.SequenceMatcher(None, a.lower(), b.lower()).ratio()
+
+
 def _satisfiable(specifier) -> bool:
     """Whether some version satisfies ``specifier`` (a ``packaging`` SpecifierSet): tried on each bound,
     just above and below it, so contradictions such as ``>=2,<1`` or ``==1.0,==2.0`` are caught."""
@@ -324,7 +330,8 @@ def check_required_plugins(specs: Iterable[str], manager: DetcorePluginManager, 
         info = manager.infos.get(req.name) or manager.infos.get(name)
         if info is None:
             installed = [n for n, i in manager.infos.items() if not i.builtin]
-            close = nearest(req.name, installed)
+            # only near misses (a typo), not any name sharing a few letters ('gridnet' is not 'resnet')
+            close = [n for n in nearest(req.name, installed) if _similarity(req.name, n) >= 0.75]
             hint = f" Did you mean '{close[0]}' (installed)? Otherwise install it" if close else " Install it"
             raise PluginError(
                 f"{prefix}this config needs plugin '{req.name}', which is not installed."
