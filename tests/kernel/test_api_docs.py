@@ -18,7 +18,7 @@ PUBLIC = [
     "detcore.models", "detcore.models.losses", "detcore.models.layers", "detcore.models.task_utils",
     "detcore.models.dense_heads", "detcore.models.detectors", "detcore.models.roi_heads",
     "detcore.models.necks",
-    "detcore.structures", "detcore.testing",
+    "detcore.structures", "detcore.testing", "detcore.ops",
 ]
 
 
