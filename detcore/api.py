@@ -28,7 +28,8 @@ def init_detector(
     device: str | torch.device = "cpu",
     cfg_options: list[str] | None = None,
     precision: str | None = None,
-    fuse_conv_bn: bool = True,
+    fuse_conv_bn: bool = False,
+    channels_last: bool | None = None,
 ) -> nn.Module:
     """Build the ``[model]`` of ``config`` (a path or a merged :class:`Config`) in eval mode on ``device``.
 
@@ -39,9 +40,12 @@ def init_detector(
 
     ``precision`` (``"fp32"`` / ``"bf16"``; default: the config's top-level ``precision``, else fp32)
     is set with :func:`detcore.models.precision.set_precision` (bf16 falls back to fp32 with a warning
-    where the device lacks native bfloat16); ``model.precision`` says which runs. ``fuse_conv_bn``
-    folds eval BatchNorm into the preceding convolutions when the result matches the unfused model
-    (``model.fused_conv_bn``: how many pairs); the fused model is for inference only.
+    where the device lacks native bfloat16); ``model.precision`` says which runs. The inference fast
+    path (``detcore infer`` and ``detcore benchmark`` turn both on): ``fuse_conv_bn`` folds eval
+    BatchNorm into the preceding convolutions when the result matches the unfused model within float
+    tolerance (``model.fused_conv_bn``: how many pairs; the state dict then lacks those BatchNorms, so the
+    default keeps the checkpoint's layout); ``channels_last`` (default: with bf16 only) stores the
+    convolution weights channels-last, faster on CPUs also in fp32 (same results within float tolerance).
     """
     from detcore.engine.checkpoint import (
         extract_state_dict,
@@ -93,7 +97,7 @@ def init_detector(
     model.fused_conv_bn = 0
     if fuse_conv_bn:
         model, model.fused_conv_bn = fuse_detector_conv_bn(model)
-    set_precision(model, requested, device, where="init_detector")
+    set_precision(model, requested, device, channels_last=channels_last, where="init_detector")
     return model
 
 

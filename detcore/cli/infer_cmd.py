@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from detcore.tools.infer import run_inference
 
     model = init_detector(
-        args.config, args.checkpoint, device=args.device, cfg_options=args.overrides, precision=args.precision
+        args.config, args.checkpoint, device=args.device, cfg_options=args.overrides,
+        precision=args.precision, fuse_conv_bn=True, channels_last=True,  # the inference fast path
     )
     summary = run_inference(
         model, args.inputs, args.out, score_thr=args.score_thr, batch_size=args.batch_size

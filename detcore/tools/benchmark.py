@@ -84,10 +84,11 @@ def benchmark(
         config, checkpoint, device=device, cfg_options=cfg_options, fuse_conv_bn=fuse_conv_bn,
         precision="fp32",
     )
+    channels_last = fuse_conv_bn  # the fast path as detcore infer runs it; --no-fuse times the plain model
     models = {}
     for p in wanted:
         m = copy.deepcopy(base)
-        set_precision(m, p, device, where="detcore benchmark")
+        set_precision(m, p, device, channels_last=channels_last or p == "bf16", where="detcore benchmark")
         models[p] = m
     num_warmup_batches = -(-warmup // batch_size)
     batches, source = _prepared_batches(base, images + num_warmup_batches * batch_size, batch_size, size)

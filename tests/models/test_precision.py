@@ -277,13 +277,16 @@ def test_fused_detector_matches_unfused():
         torch.testing.assert_close(b.scores, a.scores, rtol=1e-5, atol=1e-6)
 
 
-def test_init_detector_fuses_by_default():
+def test_init_detector_fast_path_options():
     from detcore.api import init_detector
 
     cfg = load_config(CONFIGS["retinanet"], ['model.backbone.norm_cfg={type="BN"}'])
-    assert init_detector(cfg).fused_conv_bn > 0
-    assert init_detector(cfg, fuse_conv_bn=False).fused_conv_bn == 0
-    assert init_detector(CONFIGS["retinanet"]).fused_conv_bn == 0  # GroupNorm: nothing to fold
+    plain = init_detector(cfg)  # the checkpoint's layout: BatchNorm kept, NCHW
+    assert plain.fused_conv_bn == 0 and "backbone.bn1.running_mean" in plain.state_dict()
+    fast = init_detector(cfg, fuse_conv_bn=True, channels_last=True)
+    assert fast.fused_conv_bn > 0 and "backbone.bn1.running_mean" not in fast.state_dict()
+    assert fast.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert init_detector(CONFIGS["retinanet"], fuse_conv_bn=True).fused_conv_bn == 0  # GroupNorm: none
 
 
 # -- detcore benchmark -------------------------------------------------------------------------------
