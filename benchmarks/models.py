@@ -461,8 +461,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         train_ratio = _ratio(tr["median_s"], "fp32", "bf16") if tr is not None else "-"
         print(
-            f"| {family} | ratios | bf16 vs fp32 {_ratio(inf['median_s'], 'fp32', 'bf16')}, "
-            f"fp32 vs before {_ratio(inf['median_s'], 'before', 'fp32')} | bf16 vs fp32 {train_ratio} "
+            f"| {family} | ratios | bf16 vs fp32 {_ratio(inf['median_s'], 'fp32', 'bf16')} "
+            f"(vs fp32_cl {_ratio(inf['median_s'], 'fp32_cl', 'bf16')}), fp32 vs before "
+            f"{_ratio(inf['median_s'], 'before', 'fp32')} "
+            f"(fp32_cl {_ratio(inf['median_s'], 'before', 'fp32_cl')}) "
+            f"| bf16 vs fp32 {train_ratio} "
             f"| | | | | | {inf['fused_conv_bn']} Conv-BN folded |"
         )
     if args.json:
