@@ -448,7 +448,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
         inf, tr = r["inference"], r.get("train_step")
         r["gemm_fraction"] = {}
-        for v in variants:
+        for v in variants + tuple(t for t in TRAIN_VARIANTS if t not in variants and tr is not None):
+            if v not in inf["median_s"]:  # a training variant not timed at inference
+                print(f"| {family} | {v} | - | {tr['median_s'][v]:.2f} ({tr['cpu_median_s'][v]:.2f}) | - "
+                      f"| {tr['peak_rss_mib'][v]:.0f} | | | | |")
+                continue
             gemm = inf["gemm_peak_flops"][INFERENCE_VARIANTS[v][1]]
             r["gemm_fraction"][v] = inf["flops"] / inf["median_s"][v] / gemm
             has_train = tr is not None and v in tr["median_s"]
