@@ -11,7 +11,8 @@ Functions to import (``from detcore.testing import ...``):
 - fake plugins on a private manager (:mod:`detcore.testing.fake_plugins`): :func:`make_plugin_module`,
   :class:`FakePlugins`;
 - training checks (:mod:`detcore.testing.training`): :func:`train_steps`, :func:`check_loss_falls`
-  (a few steps on fixed batches lower the losses) and :func:`shapes_batches`;
+  (a few steps on fixed batches lower the losses), :func:`shapes_batches` and
+  :func:`shapes_config_tables` (a shapes config's data tables at a small size);
 - :func:`torch_threads`, a context manager for torch's intra-op thread count.
 
 Fixtures, with no import (:mod:`detcore.testing.pytest_plugin`, registered as the pytest plugin
@@ -32,7 +33,7 @@ from detcore.testing.reference import (
     write_reference_checkpoint,
 )
 from detcore.testing.threads import torch_threads
-from detcore.testing.training import check_loss_falls, shapes_batches, train_steps
+from detcore.testing.training import check_loss_falls, shapes_batches, shapes_config_tables, train_steps
 
 __all__ = [
     "KEYS_ENV",
@@ -48,6 +49,7 @@ __all__ = [
     "reference_keys_dir",
     "reference_keys_or_skip",
     "shapes_batches",
+    "shapes_config_tables",
     "state_dict_layout",
     "torch_threads",
     "train_steps",

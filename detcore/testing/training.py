@@ -113,3 +113,37 @@ def shapes_batches(
                             image_size=(image_size, image_size), pipeline=pipeline, num_val=2)
     return [collate([dataset[i] for i in range(j, j + batch_size)], pad_size_divisor=32)
             for j in range(0, count, batch_size)]
+
+
+def shapes_config_tables(
+    config: str | Path,
+    root: str | Path,
+    num_train: int,
+    num_val: int = 2,
+    train_size: int = 128,
+    val_size: int = 160,
+) -> dict[str, Any]:
+    """A shapes config's tables for a small run: ``{"cfg", "train", "val"}`` with ``cfg`` the loaded
+    config as a dict and ``train`` / ``val`` its data tables on ``num_train`` / ``num_val`` generated
+    128x128 images under ``root``. Every ``Resize`` / ``MultiScaleFlipAug`` with an ``img_scale``
+    resizes to ``train_size`` (train) or ``val_size`` (val) squares, and ``RandomFlip`` never flips."""
+    import copy
+
+    from detcore.config import load_config
+
+    def pipeline_at(pipeline: list[dict], size: int) -> list[dict]:
+        pipeline = copy.deepcopy(pipeline)
+        for step in pipeline:
+            if step["type"] in ("Resize", "MultiScaleFlipAug") and "img_scale" in step:
+                step["img_scale"] = [size, size]
+            if step["type"] == "RandomFlip":
+                step["flip_ratio"] = 0.0
+        return pipeline
+
+    cfg = load_config(config).to_dict()
+    common = {"root": str(root), "num_train": num_train, "num_val": num_val, "image_size": [128, 128]}
+    train = dict(cfg["data"]["train"], **common)
+    train["pipeline"] = pipeline_at(train["pipeline"], train_size)
+    val = dict(cfg["data"]["val"], **common)
+    val["pipeline"] = pipeline_at(val["pipeline"], val_size)
+    return {"cfg": cfg, "train": train, "val": val}

@@ -5,14 +5,13 @@ generated images."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
 import torch
 
 import detcore
-from detcore.config import load_config
+from detcore.testing import shapes_config_tables
 
 pytest.importorskip("det_plugin_cascade", reason="det-plugin-cascade is not installed")
 
@@ -22,27 +21,10 @@ STAGE_LOSSES = ("loss_cls", "loss_bbox", "loss_mask")
 GROUPS = ("rpn", "s0", "s1", "s2")
 
 
-def _pipeline_at(pipeline: list[dict], size: int) -> list[dict]:
-    pipeline = copy.deepcopy(pipeline)
-    for step in pipeline:
-        if step["type"] in ("Resize", "MultiScaleFlipAug") and "img_scale" in step:
-            step["img_scale"] = [size, size]
-        if step["type"] == "RandomFlip":
-            step["flip_ratio"] = 0.0
-    return pipeline
-
-
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> dict:
     """The shapes config at 128 px on 4 train / 2 val images (val images resized 128 -> 160)."""
-    cfg = load_config(CONFIG).to_dict()
-    root = str(tmp_path_factory.mktemp("shapes") / "shapes")
-    common = {"root": root, "num_train": 4, "num_val": 2, "image_size": [128, 128]}
-    train = dict(cfg["data"]["train"], **common)
-    train["pipeline"] = _pipeline_at(train["pipeline"], 128)
-    val = dict(cfg["data"]["val"], **common)
-    val["pipeline"] = _pipeline_at(val["pipeline"], 160)
-    return {"cfg": cfg, "train": train, "val": val}
+    return shapes_config_tables(CONFIG, tmp_path_factory.mktemp("shapes") / "shapes", num_train=4)
 
 
 def _batch(table: dict, batch_size: int = 2) -> dict:

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import detcore
-from detcore.config import load_config
 from detcore.structures import Instances
+from detcore.testing import shapes_config_tables
 
 pytest.importorskip("det_plugin_rcnn", reason="det-plugin-rcnn is not installed")
 
@@ -23,29 +23,10 @@ CONFIG = ROOT / "configs" / "mask_rcnn" / "mask_rcnn_shapes.toml"
 LOSSES = ("loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "loss_bbox", "loss_mask")
 
 
-def _pipeline_at(pipeline: list[dict], size: int) -> list[dict]:
-    pipeline = copy.deepcopy(pipeline)
-    for step in pipeline:
-        if step["type"] == "Resize":
-            step["img_scale"] = [size, size]
-        if step["type"] == "RandomFlip":
-            step["flip_ratio"] = 0.0
-        if step["type"] == "MultiScaleFlipAug":
-            step["img_scale"] = [size, size]
-    return pipeline
-
-
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> dict:
     """The shapes config at 128 px on 8 train / 2 val images (val images resized 128 -> 160)."""
-    cfg = load_config(CONFIG).to_dict()
-    root = str(tmp_path_factory.mktemp("shapes") / "shapes")
-    common = {"root": root, "num_train": 8, "num_val": 2, "image_size": [128, 128]}
-    train = dict(cfg["data"]["train"], **common)
-    train["pipeline"] = _pipeline_at(train["pipeline"], 128)
-    val = dict(cfg["data"]["val"], **common)
-    val["pipeline"] = _pipeline_at(val["pipeline"], 160)
-    return {"cfg": cfg, "train": train, "val": val}
+    return shapes_config_tables(CONFIG, tmp_path_factory.mktemp("shapes") / "shapes", num_train=8)
 
 
 def _loader(table: dict, batch_size: int, shuffle: bool):
