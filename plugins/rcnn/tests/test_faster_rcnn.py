@@ -20,12 +20,8 @@ SHAPES = ROOT / "configs" / "faster_rcnn" / "faster_rcnn_shapes.toml"
 LOSSES = {"loss_rpn_cls", "loss_rpn_bbox", "loss_cls", "acc", "loss_bbox"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: every test on one torch thread (the ``one_thread`` fixture of detcore's pytest plugin)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def shapes_model_table() -> dict:

@@ -19,12 +19,8 @@ ROOT = Path(__file__).resolve().parents[3]
 NMS = {"type": "nms", "iou_threshold": 0.7}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: every test on one torch thread (the ``one_thread`` fixture of detcore's pytest plugin)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rpn_head(strides=(4, 8), ratios=(1.0,), base_sizes=(32, 32), **kwargs):
