@@ -12,7 +12,8 @@ Functions to import (``from detcore.testing import ...``):
   :class:`FakePlugins`;
 - training checks (:mod:`detcore.testing.training`): :func:`train_steps`, :func:`check_loss_falls`
   (a few steps on fixed batches lower the losses), :func:`shapes_batches` and
-  :func:`shapes_config_tables` (a shapes config's data tables at a small size);
+  :func:`shapes_config_tables` (a shapes config's data tables at a small size) with
+  :func:`first_batch`;
 - :func:`torch_threads`, a context manager for torch's intra-op thread count.
 
 Fixtures, with no import (:mod:`detcore.testing.pytest_plugin`, registered as the pytest plugin
@@ -33,7 +34,13 @@ from detcore.testing.reference import (
     write_reference_checkpoint,
 )
 from detcore.testing.threads import torch_threads
-from detcore.testing.training import check_loss_falls, shapes_batches, shapes_config_tables, train_steps
+from detcore.testing.training import (
+    check_loss_falls,
+    first_batch,
+    shapes_batches,
+    shapes_config_tables,
+    train_steps,
+)
 
 __all__ = [
     "KEYS_ENV",
@@ -43,6 +50,7 @@ __all__ = [
     "check_loss_falls",
     "check_reference_checkpoint_loads",
     "fake_batch",
+    "first_batch",
     "load_validated_config",
     "make_plugin_module",
     "read_reference_keys",

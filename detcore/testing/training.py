@@ -147,3 +147,14 @@ def shapes_config_tables(
     val = dict(cfg["data"]["val"], **common)
     val["pipeline"] = pipeline_at(val["pipeline"], val_size)
     return {"cfg": cfg, "train": train, "val": val}
+
+
+def first_batch(table: Mapping[str, Any], batch_size: int = 2) -> dict[str, Any]:
+    """The first collated batch (unshuffled, padded to 32) of the dataset a data table builds, e.g. one
+    of :func:`shapes_config_tables`' ``train`` / ``val``."""
+    from detcore.data import build_dataloader, build_dataset
+
+    dataset = build_dataset(table)
+    loader = build_dataloader(dataset, batch_size=batch_size, num_workers=0, shuffle=False, seed=0,
+                              pad_size_divisor=32)  # fmt: skip
+    return next(iter(loader))

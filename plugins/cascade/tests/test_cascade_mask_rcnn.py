@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import detcore
-from detcore.testing import shapes_config_tables
+from detcore.testing import first_batch, shapes_config_tables
 
 pytest.importorskip("det_plugin_cascade", reason="det-plugin-cascade is not installed")
 
@@ -25,15 +25,6 @@ GROUPS = ("rpn", "s0", "s1", "s2")
 def shapes(tmp_path_factory) -> dict:
     """The shapes config at 128 px on 4 train / 2 val images (val images resized 128 -> 160)."""
     return shapes_config_tables(CONFIG, tmp_path_factory.mktemp("shapes") / "shapes", num_train=4)
-
-
-def _batch(table: dict, batch_size: int = 2) -> dict:
-    from detcore.data import build_dataloader, build_dataset
-
-    dataset = build_dataset(table)
-    loader = build_dataloader(dataset, batch_size=batch_size, num_workers=0, shuffle=False, seed=0,
-                              pad_size_divisor=32)  # fmt: skip
-    return next(iter(loader))
 
 
 def _model(cfg: dict) -> torch.nn.Module:
@@ -66,7 +57,7 @@ def _fixed_losses(model: torch.nn.Module, batch: dict) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def trained(shapes) -> dict:
     """30 AdamW iterations (lr 2e-3) of the whole detector on one batch of two train images."""
-    batch = _batch(shapes["train"])
+    batch = first_batch(shapes["train"])
     model = _model(shapes["cfg"]).train()
     first = model(**batch)
     before = _fixed_losses(model, batch)
@@ -104,7 +95,7 @@ def test_eval_outputs_are_well_formed_in_the_original_image(shapes, trained):
 
     model = trained["model"]
     model.roi_head.test_cfg["score_thr"] = 0.0
-    batch = _batch(shapes["val"])
+    batch = first_batch(shapes["val"])
     with torch.no_grad():
         results = model(imgs=batch["imgs"], img_metas=batch["img_metas"])
     metas = batch["img_metas"]
@@ -122,7 +113,7 @@ def test_test_masks_average_the_stage_mask_probabilities(shapes, trained):
 
     model = trained["model"]
     head = model.roi_head
-    batch = _batch(shapes["val"])
+    batch = first_batch(shapes["val"])
     with torch.no_grad():
         feats = model.extract_feat(batch["imgs"])
         proposals = model.rpn_head.predict(feats, batch["img_metas"], rescale=False)

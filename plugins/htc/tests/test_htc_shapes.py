@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import detcore
-from detcore.testing import shapes_config_tables
+from detcore.testing import first_batch, shapes_config_tables
 
 pytest.importorskip("det_plugin_htc", reason="det-plugin-htc is not installed")
 
@@ -26,15 +26,6 @@ GROUPS = ("rpn", "semantic", "s0", "s1", "s2")
 def shapes(tmp_path_factory) -> dict:
     """The shapes config at 128 px on 4 train / 2 val images (val images resized 128 -> 160)."""
     return shapes_config_tables(CONFIG, tmp_path_factory.mktemp("shapes") / "shapes", num_train=4)
-
-
-def _batch(table: dict, batch_size: int = 2) -> dict:
-    from detcore.data import build_dataloader, build_dataset
-
-    dataset = build_dataset(table)
-    loader = build_dataloader(dataset, batch_size=batch_size, num_workers=0, shuffle=False, seed=0,
-                              pad_size_divisor=32)  # fmt: skip
-    return next(iter(loader))
 
 
 def _value(v) -> torch.Tensor:
@@ -59,7 +50,7 @@ def _fixed_losses(model: torch.nn.Module, batch: dict) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def trained(shapes) -> dict:
     """30 AdamW iterations (lr 2e-3) of the whole detector on one batch of two train images."""
-    batch = _batch(shapes["train"])
+    batch = first_batch(shapes["train"])
     torch.manual_seed(0)
     model = detcore.build("detector", shapes["cfg"]["model"])
     model.init_weights()
@@ -116,7 +107,7 @@ def test_eval_outputs_are_well_formed_in_the_original_image(shapes, trained):
 
     model = trained["model"]
     model.roi_head.test_cfg["score_thr"] = 0.0
-    batch = _batch(shapes["val"])
+    batch = first_batch(shapes["val"])
     with torch.no_grad():
         results = model(imgs=batch["imgs"], img_metas=batch["img_metas"])
     metas = batch["img_metas"]
