@@ -27,6 +27,10 @@ def _inputs(name: str) -> tuple[dict, torch.Tensor, torch.Tensor]:
         return opts, pred, labels
     if name.endswith("IoULoss"):
         return {}, _boxes(gen), _boxes(gen)
+    if name == "GaussianFocalLoss":  # probabilities against a Gaussian heatmap with exact peaks (1.0)
+        target = torch.rand(N, 3, generator=gen)
+        target[0, 1] = target[3, 2] = 1.0
+        return {}, torch.randn(N, 3, generator=gen).sigmoid(), target
     return {}, torch.randn(N, 4, generator=gen), torch.randn(N, 4, generator=gen)
 
 
