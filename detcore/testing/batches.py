@@ -30,13 +30,15 @@ def check_detections(
     num_classes: int | None = None,
     min_per_img: int = 1,
     atol: float = 1e-3,
+    with_masks: bool = False,
 ) -> None:
     """Assert the eval-mode contract of a detector on a batch.
 
     One :class:`Instances` per image with ``min_per_img..max_per_img`` detections: ``bboxes (n, 4)``
     inside the original image (``ori_shape``; ``atol`` pixels of rounding allowed at the right and
     bottom edges), ``scores (n,)`` sorted high to low, ``labels (n,)`` of dtype long (in
-    ``[0, num_classes)`` when given). Raises ``AssertionError`` naming the image and the rule.
+    ``[0, num_classes)`` when given); with ``with_masks`` also ``masks`` bool ``(n, H, W)`` at the
+    original image's size. Raises ``AssertionError`` naming the image and the rule.
     """
     assert len(results) == len(img_metas), f"{len(results)} results for {len(img_metas)} images"
     for i, (res, meta) in enumerate(zip(results, img_metas)):
@@ -49,6 +51,12 @@ def check_detections(
         assert tuple(res.scores.shape) == (n,), f"{where}: scores of shape {tuple(res.scores.shape)}"
         assert tuple(res.labels.shape) == (n,), f"{where}: labels of shape {tuple(res.labels.shape)}"
         assert res.labels.dtype == torch.long, f"{where}: labels of dtype {res.labels.dtype}"
+        if with_masks:
+            masks = getattr(res, "masks", None)
+            assert masks is not None, f"{where}: no masks"
+            assert masks.dtype == torch.bool, f"{where}: masks of dtype {masks.dtype}"
+            got, want = tuple(masks.shape), (n, *meta["ori_shape"][:2])
+            assert got == want, f"{where}: masks of shape {got}, not {want}"
         if n == 0:
             continue
         if num_classes is not None:

@@ -57,3 +57,17 @@ def test_torch_threads_restores_and_refuses_bad_counts():
     with pytest.raises(ValueError, match="int >= 1, got 0"):
         with torch_threads(0):
             pass
+
+
+def test_with_masks_checks_bool_masks_at_the_original_size():
+    good = dets([[0.0, 0.0, 5.0, 5.0]], [0.5], [0])
+    good.masks = torch.zeros(1, 40, 60, dtype=torch.bool)
+    check_detections([good], [META], max_per_img=2, with_masks=True)
+    with pytest.raises(AssertionError, match="image 0: no masks"):
+        check_detections([dets([[0.0, 0.0, 5.0, 5.0]], [0.5], [0])], [META], max_per_img=2, with_masks=True)
+    good.masks = torch.zeros(1, 40, 60, dtype=torch.uint8)
+    with pytest.raises(AssertionError, match="masks of dtype torch.uint8"):
+        check_detections([good], [META], max_per_img=2, with_masks=True)
+    good.masks = torch.zeros(1, 60, 40, dtype=torch.bool)
+    with pytest.raises(AssertionError, match=r"masks of shape \(1, 60, 40\), not \(1, 40, 60\)"):
+        check_detections([good], [META], max_per_img=2, with_masks=True)
