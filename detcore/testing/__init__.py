@@ -4,7 +4,7 @@ Functions to import (``from detcore.testing import ...``):
 
 - reference checkpoint layouts (:mod:`detcore.testing.reference`): :func:`read_reference_keys`,
   :func:`reference_keys_or_skip`, :func:`state_dict_layout`, :func:`write_reference_checkpoint`,
-  :func:`check_reference_checkpoint_loads`;
+  :func:`check_reference_checkpoint_loads`, :func:`check_reference_layout` (with :func:`first_differences`);
 - inputs and checks for heads and detectors (:mod:`detcore.testing.batches`): :func:`two_image_batch`,
   :func:`fake_batch` (any size, boxes, labels, masks), :func:`check_detections`, and
   :func:`load_validated_config`;
@@ -27,6 +27,8 @@ from detcore.testing.reference import (
     KEYS_ENV,
     ReferenceKeys,
     check_reference_checkpoint_loads,
+    check_reference_layout,
+    first_differences,
     read_reference_keys,
     reference_keys_dir,
     reference_keys_or_skip,
@@ -49,7 +51,9 @@ __all__ = [
     "check_detections",
     "check_loss_falls",
     "check_reference_checkpoint_loads",
+    "check_reference_layout",
     "fake_batch",
+    "first_differences",
     "first_batch",
     "load_validated_config",
     "make_plugin_module",

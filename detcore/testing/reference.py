@@ -111,3 +111,31 @@ def check_reference_checkpoint_loads(config: str | Path, name: str, folder: str 
     differ = [key for key, value in state.items() if not torch.equal(loaded[key], value)]
     assert not differ, f"{len(differ)} entries differ from the checkpoint, first: {differ[:3]}"
     return model
+
+
+def first_differences(got: list, expected: list, n: int = 5) -> list:
+    """The first ``n`` entries of two layouts that differ (by position), or the longer one's surplus."""
+    diffs = [(g, e) for g, e in zip(got, expected) if g != e][:n]
+    if not diffs and len(got) != len(expected):
+        longer = got if len(got) > len(expected) else expected
+        diffs = [("surplus", longer[min(len(got), len(expected)) :][:n])]
+    return diffs
+
+
+def check_reference_layout(model_table: dict, name: str) -> int:
+    """Assert that the detector built from ``model_table`` (on the meta device) has the state-dict
+    entries of the reference's ``name`` (:func:`reference_keys_or_skip`: skips when absent): the keys
+    in order, then their shapes, then the parameter count. Returns the parameter count."""
+    import torch
+
+    import detcore
+
+    keys = reference_keys_or_skip(name)
+    with torch.device("meta"):
+        model = detcore.build("detector", model_table)
+    got = state_dict_layout(model)
+    assert [k for k, _ in got] == [k for k, _ in keys.entries], first_differences(got, keys.entries)
+    assert got == keys.entries, first_differences(got, keys.entries)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == keys.param_count, f"{count} parameters, the reference's {name} has {keys.param_count}"
+    return count

@@ -20,7 +20,13 @@ import pytest
 import torch
 
 import detcore
-from detcore.testing import load_validated_config, reference_keys_or_skip
+from detcore.testing import (
+    check_reference_layout,
+    first_differences,
+    load_validated_config,
+    reference_keys_or_skip,
+    state_dict_layout,
+)
 
 pytest.importorskip("det_plugin_rcnn", reason="det-plugin-rcnn is not installed")
 
@@ -52,28 +58,9 @@ def model_table(name: str) -> dict:
     return load_validated_config(config_path(name)).to_dict()["model"]
 
 
-def layout(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
-    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-
-
-def first_differences(got, expected, n: int = 5) -> list:
-    """The first ``n`` entries that differ (by position), or the surplus of the longer list."""
-    diffs = [(g, e) for g, e in zip(got, expected) if g != e][:n]
-    if not diffs and len(got) != len(expected):
-        longer = got if len(got) > len(expected) else expected
-        diffs = [("surplus", longer[min(len(got), len(expected)) :][:n])]
-    return diffs
-
-
 @pytest.mark.parametrize("name", sorted(STANDARD))
 def test_state_dict_and_parameter_count_match_the_reference(name):
-    keys = reference_keys_or_skip(name)
-    with torch.device("meta"):
-        model = detcore.build("detector", model_table(name))
-    got = layout(model)
-    assert [k for k, _ in got] == [k for k, _ in keys.entries], first_differences(got, keys.entries)
-    assert got == keys.entries, first_differences(got, keys.entries)
-    assert sum(p.numel() for p in model.parameters()) == keys.param_count
+    check_reference_layout(model_table(name), name)
 
 
 def _reference_checkpoint(name: str, path: Path) -> dict[str, torch.Tensor]:
@@ -117,7 +104,7 @@ def test_c4_heads_match_the_reference_c4_layout():
     caffe_fpn = reference_keys_or_skip("faster_rcnn_r50_caffe_fpn_1x_coco").entries
     with torch.device("meta"):
         model = detcore.build("detector", model_table("faster_rcnn_r50_caffe_c4_1x_coco"))
-    got = layout(model)
+    got = state_dict_layout(model)
     # backbone: the caffe R-50's stem and stages 1-3 (layer4 moved into the RoI head)
     expected_backbone = [(k, s) for k, s in caffe_fpn if k.startswith("backbone.") and "layer4" not in k]
     assert [e for e in got if e[0].startswith("backbone.")] == expected_backbone
@@ -129,7 +116,7 @@ def test_c4_heads_match_the_reference_c4_layout():
 def test_dc5_layout():
     with torch.device("meta"):
         model = detcore.build("detector", model_table("faster_rcnn_r50_caffe_dc5_1x_coco"))
-    state = dict(layout(model))
+    state = dict(state_dict_layout(model))
     assert state["rpn_head.rpn_conv.weight"] == (2048, 2048, 3, 3)
     assert state["rpn_head.rpn_cls.weight"] == (15, 2048, 1, 1)
     assert state["roi_head.bbox_head.shared_fcs.0.weight"] == (1024, 2048 * 7 * 7)
