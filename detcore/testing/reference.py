@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import torch
@@ -122,7 +123,7 @@ def first_differences(got: list, expected: list, n: int = 5) -> list:
     return diffs
 
 
-def check_reference_layout(model_table: dict, name: str) -> int:
+def check_reference_layout(model_table: Mapping[str, Any], name: str) -> int:
     """Assert that the detector built from ``model_table`` (on the meta device) has the state-dict
     entries of the reference's ``name`` (:func:`reference_keys_or_skip`: skips when absent): the keys
     in order, then their shapes, then the parameter count. Returns the parameter count."""
