@@ -67,9 +67,7 @@ def init_detector(
         raise TypeError(
             f"init_detector: config must be a path or a detcore Config, got {type(config).__name__}"
         )
-    validate_config(
-        Config({k: v for k, v in cfg.data.items() if k != "runner"}, cfg.provenance, cfg.filename)
-    )
+    validate_config(cfg)  # the whole config: schedule checks need [runner]'s length of training
     if "model" not in cfg:
         raise ValueError(f"init_detector: {cfg.filename or 'the config'} has no [model] table")
     with config_sources(cfg.source_of):  # build errors name the file and key path of the table
