@@ -177,35 +177,31 @@ class RPNHead(AnchorHead):
         """
         if score_factors is not None or not with_nms:
             raise ValueError("RPNHead.predict_by_feat: no score factors, and proposals always use NMS")
-        if img_metas is None:
-            raise ValueError("RPNHead.predict_by_feat: 'img_metas' is required")
-        if len(cls_scores) != len(bbox_preds):
-            raise ValueError(
-                f"RPNHead.predict_by_feat: {len(cls_scores)} levels of cls_scores, {len(bbox_preds)} of "
-                "bbox_preds"
-            )
         cfg = self.test_cfg if cfg is None else cfg
         if cfg is None:
             raise ValueError(
                 "RPNHead: no proposal settings (test_cfg: nms_pre, nms, max_per_img, min_bbox_size)"
             )
-        featmap_sizes = [tuple(c.shape[-2:]) for c in cls_scores]
-        mlvl_anchors = self.prior_generator.grid_priors(
-            featmap_sizes, dtype=cls_scores[0].dtype, device=cls_scores[0].device
+        return super().predict_by_feat(
+            cls_scores, bbox_preds, img_metas=img_metas, cfg=cfg, rescale=rescale, with_nms=True
         )
-        results = []
-        for img_id, img_meta in enumerate(img_metas):
-            props = self._proposals_single(
-                [c[img_id].detach() for c in cls_scores],
-                [b[img_id].detach() for b in bbox_preds],
-                mlvl_anchors,
-                img_meta,
-                cfg,
-            )
-            if rescale:
-                props.bboxes = props.bboxes / scale_factor_tensor(img_meta["scale_factor"], props.bboxes)
-            results.append(props)
-        return results
+
+    def _predict_by_feat_single(
+        self,
+        cls_score_list: list[torch.Tensor],
+        bbox_pred_list: list[torch.Tensor],
+        score_factor_list: list[torch.Tensor | None],
+        mlvl_priors: list[torch.Tensor],
+        img_meta: Mapping[str, Any],
+        cfg: Mapping[str, Any],
+        rescale: bool = False,
+        with_nms: bool = True,
+    ) -> Instances:
+        """Proposals of one image (the base class's per-image loop calls this)."""
+        props = self._proposals_single(cls_score_list, bbox_pred_list, mlvl_priors, img_meta, cfg)
+        if rescale:
+            props.bboxes = props.bboxes / scale_factor_tensor(img_meta["scale_factor"], props.bboxes)
+        return props
 
     def _proposals_single(
         self,
