@@ -29,6 +29,7 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.demo_cmd",
     "detcore.cli.checkpoint_cmd",
     "detcore.cli.benchmark_cmd",
+    "detcore.cli.flops_cmd",
 )
 
 
