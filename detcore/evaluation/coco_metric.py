@@ -1,8 +1,10 @@
 """``CocoMetric``: COCO bbox / segm mAP and proposal recall with pycocotools' ``COCOeval``.
 
 Predictions come as one ``Instances`` per image in **original-image** coordinates (``bboxes`` xyxy,
-``scores``, contiguous ``labels``, optional bool ``masks (N, H, W)``); labels are mapped back to the
-annotation file's category ids (``dataset.cat_ids``) before evaluation.
+``scores``, contiguous ``labels``, optional bool ``masks (N, H, W)`` and optional ``mask_scores (N,)``);
+labels are mapped back to the annotation file's category ids (``dataset.cat_ids``) before evaluation.
+The segm results are scored by ``mask_scores`` when the predictions have them (Mask Scoring R-CNN's
+classification score x predicted mask IoU), else by ``scores``.
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ class CocoMetric:
                 if isinstance(rles, dict):
                     rles = [rles]
                 rec["masks"] = rles
+                if pred.has("mask_scores"):
+                    rec["mask_scores"] = _np(pred.mask_scores).astype(np.float32).reshape(-1)
             self.results.append(rec)
 
     # -- results files -----------------------------------------------------------------------------
@@ -153,7 +157,8 @@ class CocoMetric:
                     rle = dict(rec["masks"][i])
                     if isinstance(rle["counts"], bytes):
                         rle["counts"] = rle["counts"].decode()
-                    out["segm"].append({**item, "segmentation": rle})
+                    segm_score = float(rec["mask_scores"][i]) if "mask_scores" in rec else score
+                    out["segm"].append({**item, "score": segm_score, "segmentation": rle})
         return out
 
     # -- compute -----------------------------------------------------------------------------------

@@ -125,6 +125,34 @@ def test_shifted_boxes_match_cocoeval_called_directly(tmp_path):
         assert ours[f"bbox_{name}"] == pytest.approx(ev.stats[k])
 
 
+def test_mask_scores_rank_the_segm_results_only(tmp_path):
+    """``mask_scores`` (Mask Scoring R-CNN) score the segm results; the bbox results keep ``scores``. A
+    false positive of class a in image 1 ranked first by ``scores`` costs bbox AP; ranked last by
+    ``mask_scores`` it costs no segm AP (class a has all its true positives above it)."""
+    path, data = _gt_file(tmp_path)
+    m = CocoMetric(ann_file=path, metric=["bbox", "segm"], outfile_prefix=str(tmp_path / "res"))
+    for meta, pred in _preds(data):
+        if meta["img_id"] == 1:
+            fp_mask = torch.zeros(1, 80, 100, dtype=torch.bool)
+            fp_mask[0, 50:75, 5:30] = True
+            pred = Instances(
+                bboxes=torch.cat([pred.bboxes, torch.tensor([[5.0, 50.0, 30.0, 75.0]])]),
+                scores=torch.cat([pred.scores, torch.tensor([0.95])]),
+                labels=torch.cat([pred.labels, torch.tensor([0])]),
+                masks=torch.cat([pred.masks, fp_mask]),
+            )
+        pred.mask_scores = pred.scores.clone()
+        pred.mask_scores[pred.scores > 0.92] = 0.1  # the false positive ranks last among the masks
+        m.process([meta], [pred])
+    r = m.compute(m.results)
+    assert r["segm_mAP"] == pytest.approx(1.0)
+    assert r["bbox_mAP"] < 0.9
+    segm = json.load(open(tmp_path / "res.segm.json"))
+    bbox = json.load(open(tmp_path / "res.bbox.json"))
+    assert sorted(d["score"] for d in segm)[0] == pytest.approx(0.1)
+    assert max(d["score"] for d in bbox) == pytest.approx(0.95)
+
+
 def test_average_precision_modes():
     # two gts, detections TP, FP, TP: recall [.5, .5, 1], precision [1, .5, 2/3]
     rec, prec = np.array([0.5, 0.5, 1.0]), np.array([1.0, 0.5, 2 / 3])
