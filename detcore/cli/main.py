@@ -30,6 +30,7 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.checkpoint_cmd",
     "detcore.cli.benchmark_cmd",
     "detcore.cli.flops_cmd",
+    "detcore.cli.confusion_matrix_cmd",
 )
 
 

@@ -31,7 +31,8 @@ def average_precision(recalls: np.ndarray, precisions: np.ndarray, mode: str = "
     raise ValueError(f"average_precision: mode must be 'area' or '11points', got {mode!r}")
 
 
-def _overlaps(a: np.ndarray, b: np.ndarray, extra: float) -> np.ndarray:
+def bbox_overlaps(a: np.ndarray, b: np.ndarray, extra: float = 0.0) -> np.ndarray:
+    """IoU matrix ``(len(a), len(b))`` of xyxy boxes; ``extra`` = 1 for VOC's inclusive pixel widths."""
     area_a = (a[:, 2] - a[:, 0] + extra) * (a[:, 3] - a[:, 1] + extra)
     area_b = (b[:, 2] - b[:, 0] + extra) * (b[:, 3] - b[:, 1] + extra)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -57,7 +58,7 @@ def tpfp(
     if len(all_gts) == 0:
         fp[:] = 1
         return tp, fp
-    ious = _overlaps(dets[:, :4], all_gts, extra)
+    ious = bbox_overlaps(dets[:, :4], all_gts, extra)
     ious_max = ious.max(1)
     ious_arg = ious.argmax(1)
     covered = np.zeros(len(all_gts), dtype=bool)
