@@ -101,6 +101,8 @@ def show_result(
     font = ImageFont.load_default()
     for i in order:
         x1, y1, x2, y2 = (float(v) for v in boxes[i])
+        x1, x2 = min(x1, x2), max(x1, x2)  # a degenerate (x2 < x1) box is drawn, not refused
+        y1, y2 = min(y1, y2), max(y1, y2)
         color = class_color(int(labels[i]))
         draw.rectangle([x1, y1, x2, y2], outline=color, width=thickness)
         label = int(labels[i])

@@ -58,3 +58,11 @@ def test_the_most_confident_of_overlapping_boxes_is_drawn_last():
     )
     out = show_result(image, inst, score_thr=0.3, thickness=1)
     assert tuple(out[40, 10]) == class_color(1)  # the 0.9 box's colour wins on the shared edge
+
+
+def test_a_box_with_swapped_corners_is_drawn_where_it_lies():
+    image = np.zeros((60, 80, 3), np.uint8)
+    inst = Instances(bboxes=torch.tensor([[50.0, 55.0, 10.0, 20.0]]), labels=torch.tensor([1]))
+    out = show_result(image, inst, thickness=1)  # x2 < x1 and y2 < y1: an untrained model's output
+    assert tuple(out[40, 10]) == tuple(out[40, 50]) == class_color(1)
+    assert out[40, 30].sum() == 0
