@@ -31,6 +31,7 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.benchmark_cmd",
     "detcore.cli.flops_cmd",
     "detcore.cli.confusion_matrix_cmd",
+    "detcore.cli.analyze_results_cmd",
 )
 
 

@@ -105,3 +105,16 @@ def pair_with_truth(
         pairs.append((result, by_id[result.img_id]))
     return pairs
 
+
+
+def image_file(dataset: Any, result: ImageResult, truth: ImageTruth) -> Path | None:
+    """The image file of a result: the path ``detcore test`` recorded, else the dataset's
+    ``img_prefix`` joined with the annotation's file name; ``None`` when neither exists."""
+    candidates = [result.filename]
+    if truth.filename:
+        prefix = getattr(dataset, "img_prefix", "") or ""
+        candidates.append(str(Path(prefix, truth.filename)) if prefix else truth.filename)
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
