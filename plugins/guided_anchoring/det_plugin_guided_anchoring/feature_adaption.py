@@ -55,7 +55,9 @@ class FeatureAdaption(BaseModule):
     def offsets(self, shape: torch.Tensor) -> torch.Tensor:
         """``(B, 2, H, W)`` shape predictions -> ``(B, 2 * k * k * deform_groups, H, W)`` offsets."""
         if shape.dim() != 4 or shape.size(1) != 2:
-            raise ValueError(f"FeatureAdaption: shape must be (B, 2, H, W) (dw, dh), got {tuple(shape.shape)}")
+            raise ValueError(
+                f"FeatureAdaption: shape must be (B, 2, H, W) (dw, dh), got {tuple(shape.shape)}"
+            )
         return self.conv_offset(shape.detach())
 
     def forward(self, x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:

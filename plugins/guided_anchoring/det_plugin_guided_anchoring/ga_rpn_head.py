@@ -42,7 +42,9 @@ class GARPNHead(GuidedAnchorHead):
         nms_post=Key(int, REQUIRED, doc="proposals kept per level after its NMS"),
         max_per_img=Key(int, REQUIRED, doc="proposals kept per image"),
         min_bbox_size=Key(float, -1, doc="drop proposals not wider and higher than this (< 0: keep all)"),
-        nms=Key(Settings(type=Key(str, "nms", doc="plain NMS only"), iou_threshold=Key(float, 0.7)), REQUIRED),
+        nms=Key(
+            Settings(type=Key(str, "nms", doc="plain NMS only"), iou_threshold=Key(float, 0.7)), REQUIRED
+        ),
         nms_across_levels=Key(bool, False, doc="one more NMS over the levels' proposals"),
     )
 
@@ -111,7 +113,8 @@ class GARPNHead(GuidedAnchorHead):
         min_size = float(cfg.get("min_bbox_size", -1))
         device = cls_score_list[0].device
         mlvl_boxes, mlvl_scores = [], []
-        for cls_score, bbox_pred, anchors, mask in zip(cls_score_list, bbox_pred_list, anchor_list, mask_list):
+        levels = zip(cls_score_list, bbox_pred_list, anchor_list, mask_list)
+        for cls_score, bbox_pred, anchors, mask in levels:
             if not mask.any():
                 continue
             cls_score = cls_score.permute(1, 2, 0)

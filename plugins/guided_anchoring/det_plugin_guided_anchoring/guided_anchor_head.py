@@ -144,7 +144,9 @@ class GuidedAnchorHead(AnchorHead):
             )
         per_level = set(self.approx_anchor_generator.num_base_priors)
         if len(per_level) != 1:
-            raise ValueError(f"{name}.approx_anchor_generator: every level needs as many approxs, got {per_level}")
+            raise ValueError(
+                f"{name}.approx_anchor_generator: every level needs as many approxs, got {per_level}"
+            )
         #: approximations per location
         self.approxs_per_octave = per_level.pop()
         super().__init__(
@@ -174,7 +176,9 @@ class GuidedAnchorHead(AnchorHead):
         self.ga_assigner = build("task_util", self.train_cfg["ga_assigner"], where=f"{where}.ga_assigner")
         ga_sampler = self.train_cfg.get("ga_sampler")
         self.ga_sampling = ga_sampler is not None
-        self.ga_sampler = build("task_util", ga_sampler or {"type": "PseudoSampler"}, where=f"{where}.ga_sampler")
+        self.ga_sampler = build(
+            "task_util", ga_sampler or {"type": "PseudoSampler"}, where=f"{where}.ga_sampler"
+        )
         if isinstance(self.ga_sampler, PseudoSampler):
             self.ga_sampling = False
 
@@ -264,7 +268,10 @@ class GuidedAnchorHead(AnchorHead):
     # -- targets ----------------------------------------------------------------------------------
 
     def ga_loc_targets(
-        self, gt_bboxes_list: Sequence[torch.Tensor], featmap_sizes: Sequence[Sequence[int]], device: Any = "cpu"
+        self,
+        gt_bboxes_list: Sequence[torch.Tensor],
+        featmap_sizes: Sequence[Sequence[int]],
+        device: Any = "cpu",
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], float]:
         """Location targets and weights, per level ``(B, 1, H, W)``, and the loss's average factor.
 
@@ -398,7 +405,9 @@ class GuidedAnchorHead(AnchorHead):
         inds = torch.nonzero(anchor_weights[:, 0] > 0, as_tuple=False).squeeze(1)
         deltas = torch.cat([shape_pred.new_zeros(inds.numel(), 2), shape_pred[inds]], dim=1)
         pred_anchors = self.anchor_coder.decode(bbox_anchors[inds], deltas, wh_ratio_clip=1e-6)
-        return self.loss_shape(pred_anchors, bbox_gts[inds], anchor_weights[inds], avg_factor=anchor_total_num)
+        return self.loss_shape(
+            pred_anchors, bbox_gts[inds], anchor_weights[inds], avg_factor=anchor_total_num
+        )
 
     def loss_loc_single(
         self, loc_pred: torch.Tensor, loc_target: torch.Tensor, loc_weight: torch.Tensor, avg_factor: float
@@ -450,8 +459,8 @@ class GuidedAnchorHead(AnchorHead):
         anchor_total_num = anchor_fg + anchor_bg if self.ga_sampling else anchor_fg
         label_channels = self.cls_out_channels if self.use_sigmoid_cls else 1
         targets = self.get_targets(
-            guided_anchors_list, inside_flag_list, gt_bboxes, img_metas, gt_bboxes_ignore_list=gt_bboxes_ignore,
-            gt_labels_list=gt_labels, label_channels=label_channels,
+            guided_anchors_list, inside_flag_list, gt_bboxes, img_metas,
+            gt_bboxes_ignore_list=gt_bboxes_ignore, gt_labels_list=gt_labels, label_channels=label_channels,
         )
         if targets is None:
             raise ValueError(no_anchor)
@@ -530,7 +539,8 @@ class GuidedAnchorHead(AnchorHead):
         img_shape = tuple(img_meta["img_shape"][:2])
         nms_pre = int(cfg.get("nms_pre", -1))
         mlvl_bboxes, mlvl_scores = [], []
-        for cls_score, bbox_pred, anchors, mask in zip(cls_score_list, bbox_pred_list, anchor_list, mask_list):
+        levels = zip(cls_score_list, bbox_pred_list, anchor_list, mask_list)
+        for cls_score, bbox_pred, anchors, mask in levels:
             if not mask.any():
                 continue
             cls_score, bbox_pred = self._flatten_level(cls_score, bbox_pred)
