@@ -32,6 +32,7 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.flops_cmd",
     "detcore.cli.confusion_matrix_cmd",
     "detcore.cli.analyze_results_cmd",
+    "detcore.cli.coco_error_analysis_cmd",
 )
 
 
