@@ -435,7 +435,7 @@ ROOT_KINDS: dict[str, str] = {
 }
 
 #: Keys of a component table that the builder of that kind consumes itself (not the factory).
-BUILDER_KEYS: dict[str, set[str]] = {"layer": {"requires_grad", "fallback_on_stride"}}
+BUILDER_KEYS: dict[str, set[str]] = {"layer": {"requires_grad", "fallback_on_stride", "postfix"}}
 
 #: Tables with ``type`` that are options of the code reading them, not registry components
 #: (``init_cfg``: initialisers of detcore.models.init; ``nms``: multiclass_nms; ``runner``: the loop).

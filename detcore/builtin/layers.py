@@ -1,4 +1,5 @@
-"""Built-in plugin: the standard conv / norm / activation / upsample layers of ``*_cfg`` tables."""
+"""Built-in plugin: the standard conv / norm / activation / upsample layers of ``*_cfg`` tables and the
+blocks of a backbone's ``plugins`` list."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from torch import nn
 
 from detcore.hookspecs import Factory, hookimpl
 from detcore.models.layers.activation import Clamp, HSigmoid, Swish
+from detcore.models.layers.context_block import ContextBlock
 from detcore.models.layers.conv import ConvWS2d, deform_conv_pack, modulated_deform_conv_pack
+from detcore.models.layers.generalized_attention import GeneralizedAttention
+from detcore.models.layers.non_local import NonLocal2d
 from detcore.models.layers.norm import FrozenBatchNorm2d
 from detcore.models.layers.upsample import PixelShufflePack, bilinear_upsample, nearest_upsample
 
@@ -57,4 +61,8 @@ def detcore_register_layers() -> Mapping[str, Factory]:
         "bilinear": bilinear_upsample,
         "deconv": nn.ConvTranspose2d,
         "pixel_shuffle": PixelShufflePack,
+        # plugin blocks of a backbone's ``plugins`` list (detcore.models.layers.plugin)
+        "ContextBlock": ContextBlock,
+        "GeneralizedAttention": GeneralizedAttention,
+        "NonLocal2d": NonLocal2d,
     }

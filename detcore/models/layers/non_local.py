@@ -31,6 +31,8 @@ class NonLocal2d(nn.Module):
         zeros_init: start ``conv_out`` (or its norm) at zero, making the block the identity.
     """
 
+    _abbr_ = "nonlocal_block"
+
     def __init__(
         self,
         in_channels: int,
