@@ -33,6 +33,7 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.confusion_matrix_cmd",
     "detcore.cli.analyze_results_cmd",
     "detcore.cli.coco_error_analysis_cmd",
+    "detcore.cli.convert_cmd",
 )
 
 
