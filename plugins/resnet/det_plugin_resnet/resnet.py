@@ -64,7 +64,10 @@ class ResNet(BaseModule):
         norm_eval: keep every batch norm in eval mode (frozen statistics) while training.
         dcn: conv table (``{"type": "DCN", "deform_groups": 1}``) for the 3x3 conv of the stages with
             ``stage_with_dcn[i]``.
-        plugins: extra blocks inside the residual blocks (not supported yet: raises).
+        plugins: blocks inserted into the bottlenecks: a list of ``{cfg = {type = "ContextBlock", ...},
+            stages = [false, true, true, true], position = "after_conv3"}`` tables (``stages`` optional:
+            all stages; ``position`` ``after_conv1`` / ``after_conv2`` / ``after_conv3``); see
+            :meth:`make_stage_plugins`. Not for depth 18/34.
         with_cp: activation checkpointing in every block (saves memory, costs time).
         zero_init_residual: the last norm of each block starts at 0 (each block starts as identity);
             applies to the default initialisation only, not with ``pretrained``/``init_cfg``.
@@ -128,11 +131,17 @@ class ResNet(BaseModule):
             raise ValueError(
                 f"{name}: stage_with_dcn {stage_with_dcn} needs one entry per stage ({num_stages})"
             )
-        if plugins:
-            raise NotImplementedError(
-                f"{name}: 'plugins' (attention/context blocks inside residual blocks) are not supported by "
-                f"det-plugin-resnet {_version()}; remove the key or set it to an empty list"
-            )
+        plugins = list(plugins or ())
+        for i, plugin in enumerate(plugins):
+            if not isinstance(plugin, Mapping):
+                raise TypeError(f"{name}: plugins[{i}] must be a table, got {plugin!r}")
+            stages = plugin.get("stages")
+            if stages is not None and len(stages) != num_stages:
+                raise ValueError(
+                    f"{name}: plugins[{i}].stages {list(stages)} needs one entry per stage ({num_stages})"
+                )
+        if plugins and self.arch_settings[depth][0] is BasicBlock:
+            raise ValueError(f"{name}: 'plugins' need Bottleneck blocks (depth >= 50), got depth {depth}")
         if pretrained is not None and init_cfg is not None:
             raise ValueError(f"{name}: give either 'pretrained' (deprecated) or 'init_cfg', not both")
         if pretrained is not None and not isinstance(pretrained, str):
@@ -158,6 +167,7 @@ class ResNet(BaseModule):
         self.conv_cfg, self.norm_cfg = conv_cfg, dict(norm_cfg)
         self.norm_eval = norm_eval
         self.dcn, self.stage_with_dcn = dcn, stage_with_dcn
+        self.plugins = plugins
         self.with_cp = with_cp
         self.zero_init_residual = zero_init_residual
 
@@ -181,6 +191,7 @@ class ResNet(BaseModule):
                 conv_cfg=conv_cfg,
                 norm_cfg=self.norm_cfg,
                 dcn=dcn if dcn is not None and stage_with_dcn[i] else None,
+                **({"plugins": self.make_stage_plugins(plugins, i)} if plugins else {}),
             )
             inplanes = planes * block.expansion
             stage_channels.append(inplanes)
@@ -197,6 +208,20 @@ class ResNet(BaseModule):
     def make_res_layer(self, **kwargs: Any) -> ResLayer:
         """One stage; subclasses (ResNeXt) add block arguments here."""
         return ResLayer(**kwargs)
+
+    def make_stage_plugins(
+        self, plugins: Sequence[Mapping[str, Any]], stage_idx: int
+    ) -> list[dict[str, Any]]:
+        """The plugin tables of stage ``stage_idx`` (0-based): those whose ``stages[stage_idx]`` is true
+        or that have no ``stages``, in list order, without the ``stages`` key. Every block of the stage
+        gets them (``stages = [false, true, true, true]``: the blocks of C3-C5)."""
+        chosen = []
+        for plugin in plugins:
+            plugin = dict(plugin)
+            stages = plugin.pop("stages", None)
+            if stages is None or stages[stage_idx]:
+                chosen.append(plugin)
+        return chosen
 
     def _make_stem(self, in_channels: int, stem_channels: int) -> None:
         if self.deep_stem:
@@ -229,7 +254,9 @@ class ResNet(BaseModule):
 
     def init_weights(self) -> None:
         """Apply ``init_cfg``; with the default initialisation also zero the last norm of every block
-        (``zero_init_residual``) and the offset convs of deformable blocks (they start as plain convs)."""
+        (``zero_init_residual``) and the offset convs of deformable blocks (they start as plain convs),
+        and give the plugin blocks back their own initialisation (a context block's zero last conv, an
+        attention block's zero ``gamma``), which the Kaiming pass over every conv overwrote."""
         if self.is_init:
             return
         super().init_weights()
@@ -242,6 +269,11 @@ class ResNet(BaseModule):
                 offset = getattr(m.conv2, "conv_offset", None)
                 if offset is not None:
                     constant_init(offset, 0)
+                for names in getattr(m, "plugin_names", {}).values():
+                    for plugin_name in names:
+                        block = getattr(m, plugin_name)
+                        if hasattr(block, "init_weights"):
+                            block.init_weights()
 
     def _load_from_state_dict(
         self,
@@ -318,9 +350,3 @@ class ResNetV1d(ResNet):
                 raise ValueError(f"ResNetV1d: '{key}' is always true for ResNet-D; use ResNet to turn it off")
             kwargs.pop(key, None)
         super().__init__(deep_stem=True, avg_down=True, **kwargs)
-
-
-def _version() -> str:
-    from det_plugin_resnet import __version__
-
-    return __version__

@@ -223,7 +223,7 @@ def test_group_norm_names_and_bad_arguments() -> None:
     assert "layer1.0.gn1.weight" in model.state_dict() and "gn1.weight" in model.state_dict()
     with pytest.raises(KeyError, match="invalid depth 42"):
         ResNet(depth=42)
-    with pytest.raises(NotImplementedError, match="plugins"):
+    with pytest.raises(ValueError, match="'cfg' and 'position'"):  # a plugin table without its position
         ResNet(depth=50, plugins=[{"cfg": {"type": "ContextBlock"}, "stages": (False, True, True, True)}])
     with pytest.raises(ValueError, match="out_indices"):
         ResNet(depth=50, out_indices=(0, 4))
