@@ -34,6 +34,7 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.analyze_results_cmd",
     "detcore.cli.coco_error_analysis_cmd",
     "detcore.cli.convert_cmd",
+    "detcore.cli.optimize_anchors_cmd",
 )
 
 
