@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -51,16 +51,15 @@ def rank_images(
     return sorted(scores, key=lambda s: -s.ap)
 
 
-def draw_comparison(
+def comparison_image(
     image_path: str,
     result: ImageResult,
     truth: ImageTruth,
     classes: Sequence[str],
-    out_file: str | Path,
     score_thr: float = 0.3,
     title: str = "",
-) -> Path:
-    """Ground truth (left) beside the predictions (right) of one image, written to ``out_file``."""
+) -> Any:
+    """Ground truth (left) beside the predictions (right) of one image, as a PIL image."""
     import torch
     from PIL import Image, ImageDraw
 
@@ -85,7 +84,20 @@ def draw_comparison(
     draw = ImageDraw.Draw(canvas)
     draw.text((2, 2), f"ground truth {title}".strip(), fill=(0, 0, 0))
     draw.text((width + 10, 2), f"predictions (score >= {score_thr:g})", fill=(0, 0, 0))
+    return canvas
+
+
+def draw_comparison(
+    image_path: str,
+    result: ImageResult,
+    truth: ImageTruth,
+    classes: Sequence[str],
+    out_file: str | Path,
+    score_thr: float = 0.3,
+    title: str = "",
+) -> Path:
+    """:func:`comparison_image` written to ``out_file``."""
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out_file)
+    comparison_image(image_path, result, truth, classes, score_thr, title).save(out_file)
     return out_file

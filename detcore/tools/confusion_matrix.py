@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -118,12 +118,27 @@ def save_confusion_matrix(
         )
     )
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        fig = confusion_matrix_figure(matrix, classes, title)
     except ImportError:
         return json_path, None
+    png_path = out_dir / "confusion_matrix.png"
+    fig.savefig(png_path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return json_path, png_path
+
+
+def confusion_matrix_figure(
+    matrix: np.ndarray, classes: Sequence[str], title: str = "Normalized confusion matrix (%)"
+) -> Any:
+    """A matplotlib figure of the row-normalised matrix (raises ImportError without matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [*classes, "background"]
     percent = row_percent(matrix)
     size = max(4.0, 0.6 * len(names) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.9))
@@ -138,7 +153,4 @@ def save_confusion_matrix(
                 color = "white" if percent[i, j] > 50 else "black"
                 ax.text(j, i, f"{percent[i, j]:.0f}", ha="center", va="center", color=color, fontsize=8)
     fig.tight_layout()
-    png_path = out_dir / "confusion_matrix.png"
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
-    return json_path, png_path
+    return fig
