@@ -151,3 +151,29 @@ def test_location_loss_takes_target_one_as_the_object_class():
     good = head.loss_loc_single(loc_pred, target, torch.ones_like(target), 1.0)
     bad = head.loss_loc_single(loc_pred, 1 - target, torch.ones_like(target), 1.0)
     assert good < 1e-3 < bad
+
+
+def test_inference_keeps_only_the_locations_above_loc_filter_thr():
+    torch.manual_seed(0)
+    head = ga_head(strides=(8, 16))
+    head.init_weights()
+    feats = [torch.randn(1, 8, 4, 4), torch.randn(1, 8, 2, 2)]
+    metas = [{"img_shape": (32, 32, 3), "pad_shape": (32, 32, 3), "scale_factor": [1.0, 1.0, 1.0, 1.0]}]
+    cfg = {"score_thr": 0.0, "nms": {"type": "nms", "iou_threshold": 1.0}, "max_per_img": -1}
+    head.eval()
+    with torch.no_grad():
+        cls, reg, shape, loc = head(feats)
+        for lvl in loc:
+            lvl.fill_(-10.0)                           # sigmoid 4.5e-5: below loc_filter_thr 0.01
+        loc[0][0, 0, 1, 2] = 5.0                       # location (x=2, y=1) of level 0: kept
+        loc[0][0, 0, 3, 3] = -5.0                      # sigmoid 0.0067 < 0.01: dropped
+        loc[0][0, 0, 0, 0] = -4.0                      # sigmoid 0.018: kept
+        _, anchors, masks = head.get_guided_anchors([(4, 4), (2, 2)], shape, loc, metas, use_loc_filter=True)
+        assert masks[0][0].nonzero().squeeze(1).tolist() == [0, 6] and not masks[0][1].any()
+        det = head.predict_by_feat(cls, reg, shape, loc, img_metas=metas, cfg=cfg, with_nms=False)[0]
+        assert det.scores.shape == (2, 2)              # two locations, per-class scores
+        # the guided anchor of location (x=2, y=1): square [0, -8, 32, 24] with the predicted dw, dh
+        dw, dh = shape[0][0, :, 1, 2].tolist()
+        w, h = 32 * math.exp(dw), 32 * math.exp(dh)
+        expected = torch.tensor([16 - w / 2, 8 - h / 2, 16 + w / 2, 8 + h / 2])
+        torch.testing.assert_close(anchors[0][0][1], expected)
