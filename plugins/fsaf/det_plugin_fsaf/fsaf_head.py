@@ -21,6 +21,11 @@ Training (the reference's ``FSAFHead.loss``):
 5. both losses summed per level and divided by the number of remaining positives (or of negatives
    when there is none).
 
+``neighbour_ignore_scale`` (off by default, as in the reference) adds the paper's ignoring regions on
+the levels next to an instance's selected one: there the priors whose centres lie in the instance's
+box shrunk to that scale (the paper's 0.5) drop the loss of the instance's class (unless they are a
+final positive of that class).
+
 Losses: ``loss_cls`` and ``loss_bbox`` (per level), ``num_pos`` (positives per image after selection)
 and ``pos_recall`` (percent of the final positives whose top class is right; with ``score_threshold``
 also above it) - the reference's names. ``num_pos`` and ``pos_recall`` are logged, not trained.
@@ -49,6 +54,8 @@ class FSAFHead(RetinaHead):
     Args:
         num_classes / in_channels / stacked_convs / feat_channels: as :class:`RetinaHead`.
         score_threshold: a final positive counts as recalled in ``pos_recall`` only above this score.
+        neighbour_ignore_scale: ``None`` (the reference) or the scale of the ignoring region applied on
+            the levels adjacent to each instance's selected level (the paper: 0.5).
         anchor_generator: one square of side ``stride`` per location (octave base scale 1, ratio 1).
         bbox_coder: :class:`TBLRBBoxCoder` (``normalizer`` 4).
         reg_decoded_bbox: regress decoded boxes (the IoU loss needs them); must stay True.
@@ -64,6 +71,7 @@ class FSAFHead(RetinaHead):
         num_classes: int,
         in_channels: int,
         score_threshold: float | None = None,
+        neighbour_ignore_scale: float | None = None,
         anchor_generator: Mapping[str, Any] = {  # noqa: B006 - read only
             "type": "AnchorGenerator", "octave_base_scale": 1, "scales_per_octave": 1, "ratios": [1.0],
             "strides": [8, 16, 32, 64, 128],
@@ -105,6 +113,11 @@ class FSAFHead(RetinaHead):
         if not self.use_sigmoid_cls:
             raise ValueError("FSAFHead: needs a sigmoid classification loss (FocalLoss)")
         self.score_threshold = score_threshold
+        if neighbour_ignore_scale is not None and not 0 < neighbour_ignore_scale <= 1:
+            raise ValueError(
+                f"FSAFHead: neighbour_ignore_scale must be in (0, 1], got {neighbour_ignore_scale}"
+            )
+        self.neighbour_ignore_scale = neighbour_ignore_scale
 
     def forward_single(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One level ``(B, C, h, w)`` -> ``cls_score`` ``(B, num_classes, h, w)`` and non-negative
@@ -230,9 +243,17 @@ class FSAFHead(RetinaHead):
             min_levels = level_losses.argmin(dim=0) if level_losses.numel() else \
                 torch.zeros(total_gts, dtype=torch.long, device=device)
 
+        num_levels = len(losses_cls)
+        if self.neighbour_ignore_scale is None:
+            neighbour_ignored = [None] * num_levels
+        else:
+            neighbour_ignored = [
+                self.neighbour_ignored_pairs(priors[0], gt_bboxes, gt_labels, min_levels, level)
+                for level, priors in enumerate(all_anchor_list)
+            ]
         losses_cls, losses_bbox, pos_flags = multi_apply(
             self.reweight_loss_single, losses_cls, losses_bbox, batch_gt_inds, flat_labels,
-            list(range(len(losses_cls))), min_levels=min_levels,
+            list(range(num_levels)), neighbour_ignored, min_levels=min_levels,
         )
         num_pos = torch.cat(pos_flags).sum().float()
         pos_recall = self.calculate_pos_recall(cls_scores, flat_labels, pos_flags)
@@ -267,6 +288,32 @@ class FSAFHead(RetinaHead):
         missing = loss.new_full((num_gts,), NO_POSITIVE_LOSS)
         return torch.where(counts > 0, sums / counts.clamp(min=1), missing)
 
+    def neighbour_ignored_pairs(
+        self,
+        priors: torch.Tensor,
+        gt_bboxes: Sequence[torch.Tensor],
+        gt_labels: Sequence[torch.Tensor],
+        min_levels: torch.Tensor,
+        level: int,
+    ) -> torch.Tensor:
+        """``(m, 2)`` pairs ``(batch prior index, class)`` of ``level`` (priors ``(n, 4)``, the same for
+        every image) lying in the ignoring region (``neighbour_ignore_scale``) of an instance whose
+        selected level is ``level - 1`` or ``level + 1``; batch prior index = image * n + prior."""
+        from det_plugin_fsaf.center_region_assigner import points_in_boxes, scale_boxes
+
+        centres = (priors[:, :2] + priors[:, 2:]) / 2
+        pairs, start = [], 0
+        for image, (boxes, labels) in enumerate(zip(gt_bboxes, gt_labels)):
+            k = len(labels)
+            near = (min_levels[start:start + k] - level).abs() == 1
+            start += k
+            if not near.any():
+                continue
+            region = scale_boxes(boxes[near].to(centres.dtype), float(self.neighbour_ignore_scale))
+            prior_idx, gt_idx = points_in_boxes(centres, region).nonzero(as_tuple=True)
+            pairs.append(torch.stack([prior_idx + image * priors.size(0), labels[near][gt_idx].long()], 1))
+        return torch.cat(pairs) if pairs else priors.new_zeros((0, 2), dtype=torch.long)
+
     @staticmethod
     def reweight_loss_single(
         cls_loss: torch.Tensor,
@@ -274,12 +321,17 @@ class FSAFHead(RetinaHead):
         assigned_gt_inds: torch.Tensor,
         labels: torch.Tensor,
         level: int,
-        min_levels: torch.Tensor,
+        ignored_pairs: torch.Tensor | None = None,
+        min_levels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One level's summed losses after feature selection: the priors positive for a gt whose best
         level (``min_levels[gt]``) is not ``level`` lose their regression loss and the loss of their
         label's class. ``cls_loss`` ``(n, C)``, ``reg_loss`` ``(n,)``, ``assigned_gt_inds`` / ``labels``
-        ``(n,)``. Returns ``(cls_loss sum, reg_loss sum, pos_flags (n,) bool)`` (the final positives)."""
+        ``(n,)``; ``ignored_pairs`` ``(m, 2)`` (prior, class) also lose that class's loss unless the
+        prior is a final positive of it. Returns ``(cls_loss sum, reg_loss sum, pos_flags (n,) bool)``
+        (the final positives)."""
+        if min_levels is None:
+            raise ValueError("reweight_loss_single: min_levels (the selected level of each gt) is required")
         cls_weight = torch.ones_like(cls_loss)
         reg_weight = torch.ones_like(reg_loss)
         pos_flags = assigned_gt_inds >= 0
@@ -291,6 +343,10 @@ class FSAFHead(RetinaHead):
                 pos_flags[dropped] = False
                 reg_weight[dropped] = 0
                 cls_weight[dropped, labels[dropped]] = 0
+        if ignored_pairs is not None and ignored_pairs.numel():
+            prior_idx, cls = ignored_pairs[:, 0], ignored_pairs[:, 1]
+            keep = ~(pos_flags[prior_idx] & (labels[prior_idx] == cls))
+            cls_weight[prior_idx[keep], cls[keep]] = 0
         return (cls_loss * cls_weight).sum(), (reg_loss * reg_weight).sum(), pos_flags
 
     def calculate_pos_recall(

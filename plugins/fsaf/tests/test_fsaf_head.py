@@ -107,7 +107,7 @@ def test_collect_and_reweight_with_chosen_losses():
     assert min_levels.tolist()[:2] == [0, 1]
     labels_l0 = torch.tensor([0, 0, 1, 2])  # 2 = background
     cls_sum, reg_sum, pos = FSAFHead.reweight_loss_single(
-        cls_l0, torch.tensor([0.5, 0.5, 0.5, 0.0]), gts_l0, labels_l0, 0, min_levels)
+        cls_l0, torch.tensor([0.5, 0.5, 0.5, 0.0]), gts_l0, labels_l0, 0, min_levels=min_levels)
     # gt 1's prior (index 2) is dropped at level 0: its class-1 term (1.0) and its box loss go
     assert pos.tolist() == [True, True, False, False]
     assert float(cls_sum) == pytest.approx(1 + 2 + 4 + 0.5 + 0.5)
@@ -122,3 +122,38 @@ def test_configuration_errors_are_clear():
                                          "scales_per_octave": 1, "ratios": [0.5, 1.0], "strides": [8]})
     with pytest.raises(ValueError, match="reg_decoded_bbox"):
         FSAFHead(2, 4, reg_decoded_bbox=False)
+
+
+def test_neighbour_level_ignoring_region_drops_the_class_loss_there():
+    """The paper's adjacent-level ignoring regions (``neighbour_ignore_scale``, off in the reference):
+    box 8..56 of class 1 selected at level 1 (stride 16: exact box, logit 3) rather than level 0
+    (stride 8: poor boxes). At level 0 its region shrunk to 0.8 (12.8..51.2) holds the priors centred
+    at 16..48 (5 x 5); their class-1 terms get no gradient, the class-1 terms outside it and the
+    class-0 terms inside it keep theirs. Without the option only the level-0 positives lose their
+    class-1 term: the core is 27.2..36.8, so the prior at (32, 32) and its 4 edge neighbours overlap it
+    by 0.8 x 8 px = 0.1 of their area, the 4 corner ones by 0.8 x 0.8 = exactly 0.01 (not above
+    ``min_pos_iof``)."""
+    gts = [Instances(bboxes=torch.tensor([[8.0, 8.0, 56.0, 56.0]]), labels=torch.tensor([1]))]
+    metas = [dict(img_shape=(64, 64, 3), pad_shape=(64, 64, 3), batch_input_shape=(64, 64))]
+
+    def grads(**kwargs):
+        cls0 = torch.zeros(1, 2, 8, 8, requires_grad=True)
+        cls1 = torch.full((1, 2, 4, 4), -10.0)
+        cls1[0, 1, 2, 2] = 3.0
+        cls1.requires_grad_()
+        reg0 = torch.full((1, 4, 8, 8), 0.05, requires_grad=True)  # 1.6 px to each side: tiny boxes
+        reg1 = torch.full((1, 4, 4, 4), 0.375, requires_grad=True)  # 24 px / (16 * 4): exact
+        losses = two_level_head(**kwargs).loss_by_feat([cls0, cls1], [reg0, reg1], gts, metas)
+        assert float_(losses["num_pos"]) == 1.0  # selected at level 1
+        sum(losses["loss_cls"] + losses["loss_bbox"]).backward()
+        return cls0.grad[0]
+
+    region = torch.zeros(8, 8, dtype=torch.bool)
+    region[2:7, 2:7] = True  # centres 16..48
+    core = torch.zeros(8, 8, dtype=torch.bool)
+    core[3:6, 4] = core[4, 3:6] = True  # the plus around the centre (32, 32)
+    with_option = grads(neighbour_ignore_scale=0.8)
+    assert (with_option[1][region] == 0).all() and (with_option[1][~region] != 0).all()
+    assert (with_option[0] != 0).all()
+    without = grads()
+    assert (without[1][core] == 0).all() and (without[1][~core] != 0).all()
