@@ -35,6 +35,7 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.coco_error_analysis_cmd",
     "detcore.cli.convert_cmd",
     "detcore.cli.optimize_anchors_cmd",
+    "detcore.cli.report_cmd",
 )
 
 
