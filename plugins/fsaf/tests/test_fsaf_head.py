@@ -157,3 +157,22 @@ def test_neighbour_level_ignoring_region_drops_the_class_loss_there():
     assert (with_option[0] != 0).all()
     without = grads()
     assert (without[1][core] == 0).all() and (without[1][~core] != 0).all()
+
+
+def test_detection_is_the_hand_decoded_distances_in_original_coordinates():
+    """One confident location: stride 16, row 2, column 1 -> prior centre (16, 32); distances (0.25,
+    0.125, 0.125, 0.5) x 4 x 16 = top 16, bottom 8, left 8, right 32 px -> box (8, 16, 48, 40) in the
+    2x enlarged input, (4, 8, 24, 20) in the original image."""
+    head = two_level_head(test_cfg={"nms_pre": 1000, "min_bbox_size": 0, "score_thr": 0.05,
+                                    "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 100})
+    cls0, cls1 = torch.full((1, 2, 8, 8), -10.0), torch.full((1, 2, 4, 4), -10.0)
+    cls1[0, 0, 2, 1] = 5.0
+    reg0, reg1 = torch.full((1, 4, 8, 8), 0.1), torch.full((1, 4, 4, 4), 0.1)
+    reg1[0, :, 2, 1] = torch.tensor([0.25, 0.125, 0.125, 0.5])
+    meta = dict(img_shape=(64, 64, 3), pad_shape=(64, 64, 3), ori_shape=(32, 32, 3),
+                scale_factor=[2.0, 2.0, 2.0, 2.0], batch_input_shape=(64, 64))
+    (result,) = head.predict_by_feat([cls0, cls1], [reg0, reg1], img_metas=[meta], rescale=True)
+    assert len(result) == 1
+    assert torch.allclose(result.bboxes, torch.tensor([[4.0, 8.0, 24.0, 20.0]]))
+    assert result.labels.tolist() == [0]
+    assert float(result.scores[0]) == pytest.approx(1 / (1 + math.exp(-5.0)), abs=1e-5)
