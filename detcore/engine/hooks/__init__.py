@@ -8,6 +8,7 @@ from detcore.engine.hooks.logger import LoggerHook
 from detcore.engine.hooks.optimizer import NonFiniteLossError, OptimizerHook
 from detcore.engine.hooks.param_scheduler import ParamSchedulerHook
 from detcore.engine.hooks.timer import IterTimerHook
+from detcore.engine.hooks.trackers import MlflowLoggerHook, WandbLoggerHook
 
 BUILTIN_HOOKS = {
     "ParamSchedulerHook": ParamSchedulerHook,
@@ -17,6 +18,8 @@ BUILTIN_HOOKS = {
     "EvalHook": EvalHook,
     "LoggerHook": LoggerHook,
     "EMAHook": EMAHook,
+    "MlflowLoggerHook": MlflowLoggerHook,
+    "WandbLoggerHook": WandbLoggerHook,
 }
 
 __all__ = [
@@ -29,7 +32,9 @@ __all__ = [
     "EvalHook",
     "IterTimerHook",
     "LoggerHook",
+    "MlflowLoggerHook",
     "NonFiniteLossError",
     "OptimizerHook",
     "ParamSchedulerHook",
+    "WandbLoggerHook",
 ]
