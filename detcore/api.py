@@ -53,7 +53,7 @@ def init_detector(
         load_weights,
         resolve_checkpoint_path,
     )
-    from detcore.models.fusion import fuse_detector_conv_bn
+    from detcore.models.fusion import inference_fast_path
     from detcore.models.precision import precision_of, set_precision
     from detcore.registry import build
 
@@ -92,9 +92,11 @@ def init_detector(
     requested = precision_of(cfg, precision)  # a bad value fails before the weights load
     model.to(device)
     model.eval()
-    model.fused_conv_bn = 0
     if fuse_conv_bn:
-        model, model.fused_conv_bn = fuse_detector_conv_bn(model)
+        return inference_fast_path(
+            model, requested, device, channels_last=channels_last, where="init_detector"
+        )
+    model.fused_conv_bn = 0
     set_precision(model, requested, device, channels_last=channels_last, where="init_detector")
     return model
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
+from torch import nn
 
 from detcore.engine import dist as dist_utils
 from detcore.engine.seed import get_rng_state, set_rng_state
@@ -315,16 +316,45 @@ class EvalLoop(BaseLoop):
     ``dataloader`` defaults to the runner's loader of the split; ``evaluator`` (a metric table or a
     built metric) to the config's ``<split>_evaluator`` table, else ``evaluator``. Results are
     gathered over the processes, computed on rank 0 and broadcast. The training's RNG states are
-    restored afterwards, so evaluating does not change the training's random streams.
+    restored afterwards, so evaluating does not change the training's random streams. ``fast_path``
+    (default: on for the test pass, off for validation during training) runs :meth:`inference_model`.
     """
 
     split = "val"
+    #: default of ``fast_path``: the test pass runs the inference fast path, validation the model as it is
+    default_fast_path = False
 
-    def __init__(self, runner: Runner, dataloader: Any | None = None, evaluator: Any | None = None) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        dataloader: Any | None = None,
+        evaluator: Any | None = None,
+        fast_path: bool | None = None,
+    ) -> None:
         super().__init__(runner)
         self._dataloader = dataloader
         self._evaluator_cfg = evaluator
         self._evaluator: Any = _UNBUILT
+        self.fast_path = self.default_fast_path if fast_path is None else bool(fast_path)
+
+    def inference_model(self, model: nn.Module) -> nn.Module:
+        """The model this pass runs: ``model``, or with ``fast_path`` the inference fast path that
+        ``detcore infer`` runs (:func:`detcore.models.fusion.inference_fast_path`: Conv-BN folded into a
+        copy where exact within float tolerance, channels-last weights, the run's precision)."""
+        if not self.fast_path:
+            return model
+        from detcore.models.fusion import inference_fast_path
+
+        self._restore_precision = getattr(model, "precision", "fp32")
+        runner = self.runner
+        return inference_fast_path(model, runner.precision, runner.device, where=f"{self.split} loop")
+
+    def release_inference_model(self, run_model: nn.Module, model: nn.Module) -> None:
+        """Undo :meth:`inference_model` on ``model`` (its layout, when nothing was folded into a copy)."""
+        if self.fast_path and run_model is model:
+            from detcore.models.precision import set_precision
+
+            set_precision(model, self._restore_precision, self.runner.device)
 
     @property
     def dataloader(self) -> Any:
@@ -360,16 +390,18 @@ class EvalLoop(BaseLoop):
         before_iter = getattr(runner.call, f"before_{event}_iter")
         after_iter = getattr(runner.call, f"after_{event}_iter")
         getattr(runner.call, f"before_{event}_epoch")(runner=runner)
+        run_model = self.inference_model(model)  # after the epoch hooks (EMA swaps its weights in there)
         for idx, batch in enumerate(loader):
             if not batch.get("img_metas"):  # every image of the batch was unreadable (reported below)
                 continue
             before_iter(runner=runner, batch_idx=idx, batch=batch)
             batch = to_device(batch, runner.device)
             with runner.autocast():
-                outputs = model(**batch)
+                outputs = run_model(**batch)
             if metric is not None:
                 metric.process(batch["img_metas"], outputs)
             after_iter(runner=runner, batch_idx=idx, batch=batch, outputs=outputs)
+        self.release_inference_model(run_model, model)
         metrics: dict[str, float] = {}
         if metric is not None:
             results = dist_utils.collect_results(metric.results, len(loader.dataset))
@@ -394,6 +426,7 @@ class TestLoop(EvalLoop):
 
     __test__ = False  # not a pytest test class
     split = "test"
+    default_fast_path = True
 
 
 LOOPS: dict[str, type[BaseLoop]] = {

@@ -113,3 +113,39 @@ def fuse_detector_conv_bn(
         if a.shape != b.shape or (a - b).abs().max() > rtol * a.abs().max() + 1e-6:
             return model, 0
     return fused, count
+
+
+def inference_fast_path(
+    model: nn.Module,
+    precision: Any = "fp32",
+    device: str | torch.device | None = None,
+    fuse: bool = True,
+    channels_last: bool | None = True,
+    where: str = "inference",
+) -> nn.Module:
+    """The eval-mode detector every inference entry point runs (``detcore infer``, ``detcore test``,
+    ``detcore benchmark``, the demo's pictures, ``init_detector(fuse_conv_bn=True)``).
+
+    ``fuse`` folds the Conv-BN pairs (:func:`fuse_detector_conv_bn`: only when the result matches within
+    float tolerance; the folded model is a copy and ``model`` keeps its precision); then
+    :func:`detcore.models.precision.set_precision` sets ``precision`` with ``channels_last`` (``None``:
+    with bf16 only). The folding
+    probe runs in fp32, so a ``model`` that already computes in bf16 is probed without its bf16 regions.
+    The result has ``fused_conv_bn`` (pairs folded) and ``precision`` (what runs). When nothing folds the
+    result is ``model`` itself with its precision and layout changed.
+    """
+    from detcore.models.precision import set_precision
+
+    model.eval()
+    count = 0
+    if fuse:
+        original, had_regions = model, bool(getattr(model, "_precision_handles", None))
+        if had_regions:
+            was = original.precision
+            set_precision(original, "fp32", device, channels_last=False, where=where)  # probe in fp32
+        model, count = fuse_detector_conv_bn(original)
+        if had_regions and model is not original:
+            set_precision(original, was, device, where=where)  # the caller's model back as it was
+    set_precision(model, precision, device, channels_last=channels_last, where=where)
+    model.fused_conv_bn = count
+    return model
