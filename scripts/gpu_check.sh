@@ -2,7 +2,9 @@
 # Issue 3's GPU check in one command, for a machine with an NVIDIA GPU whose python3 holds a CUDA PyTorch
 # and torchvision (the lent device machines' image has both, plus pluggy and pytest): builds detcore-native
 # with its CUDA kernels into a scratch folder (nothing is installed), then runs the ops tests (CUDA parity
-# and torchvision comparisons included) and the ops benchmark (native vs torchvision on the GPU).
+# and torchvision comparisons included; deformable and position-sensitive RoI pooling: CUDA vs CPU kernels in
+# tests/ops/test_deform_roi_pool.py and test_ps_roi_pool.py) and the ops benchmark (native vs torchvision on
+# the GPU; deform_roi_pool and ps_roi_pool rows native only).
 # Logs go to $OUT, else ./gpu_check_out. PYTHON picks the interpreter; FORCE_CUDA=0 builds CPU-only.
 # Usage: bash scripts/gpu_check.sh
 set -uo pipefail

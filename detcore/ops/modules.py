@@ -10,6 +10,8 @@ from torch import Tensor, nn
 
 from ._checks import pair
 from .deform_conv import deform_conv2d, modulated_deform_conv2d
+from .deform_roi_pool import deform_roi_pool
+from .ps_roi_pool import ps_roi_pool
 from .roi_align import roi_align
 from .roi_pool import roi_pool
 
@@ -51,6 +53,135 @@ class RoIPool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
+
+
+class PSRoIPool(nn.Module):
+    """:func:`detcore.ops.ps_roi_pool` as a module: forward(input (B,D*k*k,H,W), rois (K,5)) -> (K,D,k,k)."""
+
+    def __init__(self, output_size: IntPair, spatial_scale: float = 1.0) -> None:
+        super().__init__()
+        self.output_size = pair("PSRoIPool", "output_size", output_size)
+        self.spatial_scale = float(spatial_scale)
+
+    def forward(self, input: Tensor, rois: Tensor) -> Tensor:
+        return ps_roi_pool(input, rois, self.output_size, self.spatial_scale)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
+
+
+class DeformRoIPool(nn.Module):
+    """:func:`detcore.ops.deform_roi_pool` as a module: forward(input, rois (K,5), offset (K,2,oh,ow) or None)
+    -> (K,C,oh,ow)."""
+
+    def __init__(
+        self, output_size: IntPair, spatial_scale: float = 1.0, sampling_ratio: int = 0, gamma: float = 0.1
+    ) -> None:
+        super().__init__()
+        self.output_size = pair(type(self).__name__, "output_size", output_size)
+        self.spatial_scale = float(spatial_scale)
+        self.sampling_ratio = int(sampling_ratio)
+        self.gamma = float(gamma)
+
+    def forward(self, input: Tensor, rois: Tensor, offset: Optional[Tensor] = None) -> Tensor:
+        return deform_roi_pool(
+            input, rois, offset, self.output_size, self.spatial_scale, self.sampling_ratio, self.gamma
+        )
+
+    def _pool_flat(self, input: Tensor, rois: Tensor) -> Tensor:
+        """Plain (offset-free) pooling flattened to (K, C*oh*ow): the input of the offset/mask branches."""
+        if input.shape[1] != self.output_channels:
+            raise ValueError(
+                f"{type(self).__name__}: input has {input.shape[1]} channels, expected "
+                f"output_channels={self.output_channels}"
+            )
+        return DeformRoIPool.forward(self, input, rois, None).reshape(rois.shape[0], -1)
+
+    def _fc(self, hidden: int, out: int, depth: int) -> nn.Sequential:
+        """Linear/ReLU stack from the flattened pooled features; the last Linear starts at zero."""
+        flat = self.output_size[0] * self.output_size[1] * self.output_channels
+        layers: list = []
+        width = flat
+        for _ in range(depth - 1):
+            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            width = hidden
+        last = nn.Linear(width, out)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        layers.append(last)
+        return nn.Sequential(*layers)
+
+    def extra_repr(self) -> str:
+        return (
+            f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+            f"sampling_ratio={self.sampling_ratio}, gamma={self.gamma}"
+        )
+
+
+class DeformRoIPoolPack(DeformRoIPool):
+    """Deformable RoI pooling that predicts its bin offsets (DCN v1, the reference's ``DeformRoIPoolPack``).
+
+    ``offset_fc`` (Linear(C*oh*ow, fc) - ReLU - Linear(fc, fc) - ReLU - Linear(fc, 2*oh*ow), the last layer
+    zero-initialised, so the layer starts as RoIAlign) maps the offset-free pooled features of each roi to
+    its (K, 2, oh, ow) offsets, which then move the bins. forward(input (B,C,H,W), rois (K,5)) -> (K,C,oh,ow).
+    """
+
+    def __init__(
+        self,
+        output_size: IntPair,
+        output_channels: int,
+        deform_fc_channels: int = 1024,
+        spatial_scale: float = 1.0,
+        sampling_ratio: int = 0,
+        gamma: float = 0.1,
+    ) -> None:
+        super().__init__(output_size, spatial_scale, sampling_ratio, gamma)
+        self.output_channels = int(output_channels)
+        self.deform_fc_channels = int(deform_fc_channels)
+        oh, ow = self.output_size
+        self.offset_fc = self._fc(self.deform_fc_channels, oh * ow * 2, depth=3)
+
+    def forward(self, input: Tensor, rois: Tensor) -> Tensor:  # type: ignore[override]
+        if rois.shape[0] == 0:
+            return super().forward(input, rois, None)
+        x = self._pool_flat(input, rois)
+        offset = self.offset_fc(x).view(rois.shape[0], 2, *self.output_size)
+        return super().forward(input, rois, offset)
+
+
+class ModulatedDeformRoIPoolPack(DeformRoIPool):
+    """Modulated deformable RoI pooling (DCNv2, the reference's ``ModulatedDeformRoIPoolPack``).
+
+    As :class:`DeformRoIPoolPack`, plus ``mask_fc`` (Linear(C*oh*ow, fc) - ReLU - Linear(fc, oh*ow), zero-
+    initialised last layer, then a sigmoid: every bin starts at weight 0.5) whose (K, 1, oh, ow) output
+    multiplies the deformed bins.
+    """
+
+    def __init__(
+        self,
+        output_size: IntPair,
+        output_channels: int,
+        deform_fc_channels: int = 1024,
+        spatial_scale: float = 1.0,
+        sampling_ratio: int = 0,
+        gamma: float = 0.1,
+    ) -> None:
+        super().__init__(output_size, spatial_scale, sampling_ratio, gamma)
+        self.output_channels = int(output_channels)
+        self.deform_fc_channels = int(deform_fc_channels)
+        oh, ow = self.output_size
+        self.offset_fc = self._fc(self.deform_fc_channels, oh * ow * 2, depth=3)
+        self.mask_fc = self._fc(self.deform_fc_channels, oh * ow, depth=2)
+        self.mask_fc.append(nn.Sigmoid())
+
+    def forward(self, input: Tensor, rois: Tensor) -> Tensor:  # type: ignore[override]
+        if rois.shape[0] == 0:
+            return super().forward(input, rois, None)
+        x = self._pool_flat(input, rois)
+        k = rois.shape[0]
+        offset = self.offset_fc(x).view(k, 2, *self.output_size)
+        mask = self.mask_fc(x).view(k, 1, *self.output_size)
+        return super().forward(input, rois, offset) * mask.to(input.dtype)
 
 
 class _DeformConvBase(nn.Module):

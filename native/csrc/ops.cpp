@@ -106,6 +106,29 @@ void check_box_overlaps_args(const char* op, const at::Tensor& bboxes1, const at
               ": aligned=True needs as many boxes in both sets, got ", bboxes1.size(0), " and ", bboxes2.size(0));
 }
 
+void check_deform_roi_pool_args(const char* op, const at::Tensor& input, const at::Tensor& rois,
+                                const c10::optional<at::Tensor>& offset, int64_t pooled_h, int64_t pooled_w) {
+  check_rois(op, input, rois);
+  TORCH_CHECK(pooled_h > 0 && pooled_w > 0, op, ": output size must be positive, got ", pooled_h, "x", pooled_w);
+  if (offset.has_value() && offset->defined()) {
+    TORCH_CHECK(offset->dim() == 4 && offset->size(0) == rois.size(0) && offset->size(1) == 2 &&
+                    offset->size(2) == pooled_h && offset->size(3) == pooled_w,
+                op, ": offset must have shape (", rois.size(0), ", 2, ", pooled_h, ", ", pooled_w, "), got ",
+                offset->sizes());
+    TORCH_CHECK(offset->scalar_type() == input.scalar_type() && offset->device() == input.device(), op,
+                ": offset must share the input's dtype and device (", input.scalar_type(), ", ", input.device(),
+                ")");
+  }
+}
+
+void check_ps_roi_pool_args(const char* op, const at::Tensor& input, const at::Tensor& rois, int64_t pooled_h,
+                            int64_t pooled_w) {
+  check_rois(op, input, rois);
+  TORCH_CHECK(pooled_h > 0 && pooled_w > 0, op, ": output size must be positive, got ", pooled_h, "x", pooled_w);
+  TORCH_CHECK(input.size(1) % (pooled_h * pooled_w) == 0, op, ": input channels ", input.size(1),
+              " must be output_dim * ", pooled_h, " * ", pooled_w);
+}
+
 }  // namespace detcore
 
 TORCH_LIBRARY(detcore, m) {
@@ -138,6 +161,16 @@ TORCH_LIBRARY(detcore, m) {
       "_sigmoid_focal_loss_backward(Tensor grad, Tensor logits, Tensor targets, Tensor? weight, float gamma,"
       " float alpha) -> Tensor");
   m.def("box_overlaps(Tensor bboxes1, Tensor bboxes2, int mode, bool aligned, float eps) -> Tensor");
+  m.def(
+      "deform_roi_pool(Tensor input, Tensor rois, Tensor? offset, float spatial_scale, int pooled_height,"
+      " int pooled_width, int sampling_ratio, float gamma) -> Tensor");
+  m.def(
+      "_deform_roi_pool_backward(Tensor grad, Tensor input, Tensor rois, Tensor? offset, float spatial_scale,"
+      " int pooled_height, int pooled_width, int sampling_ratio, float gamma) -> (Tensor, Tensor)");
+  m.def("ps_roi_pool(Tensor input, Tensor rois, float spatial_scale, int pooled_height, int pooled_width) -> Tensor");
+  m.def(
+      "_ps_roi_pool_backward(Tensor grad, Tensor rois, float spatial_scale, int pooled_height, int pooled_width,"
+      " int batch_size, int channels, int height, int width) -> Tensor");
 }
 
 #define DETCORE_REGISTER_IMPLS(dev)                                        \
@@ -151,7 +184,11 @@ TORCH_LIBRARY(detcore, m) {
   m.impl("_deform_conv2d_backward", &detcore::deform_conv2d_backward_##dev); \
   m.impl("sigmoid_focal_loss", &detcore::sigmoid_focal_loss_##dev);        \
   m.impl("_sigmoid_focal_loss_backward", &detcore::sigmoid_focal_loss_backward_##dev); \
-  m.impl("box_overlaps", &detcore::box_overlaps_##dev);
+  m.impl("box_overlaps", &detcore::box_overlaps_##dev);                    \
+  m.impl("deform_roi_pool", &detcore::deform_roi_pool_##dev);              \
+  m.impl("_deform_roi_pool_backward", &detcore::deform_roi_pool_backward_##dev); \
+  m.impl("ps_roi_pool", &detcore::ps_roi_pool_##dev);                      \
+  m.impl("_ps_roi_pool_backward", &detcore::ps_roi_pool_backward_##dev);
 
 TORCH_LIBRARY_IMPL(detcore, CPU, m) { DETCORE_REGISTER_IMPLS(cpu) }
 

@@ -38,7 +38,19 @@ namespace detcore {
                                                const c10::optional<at::Tensor>& weight, double gamma,           \
                                                double alpha);                                                   \
   at::Tensor box_overlaps_##dev(const at::Tensor& bboxes1, const at::Tensor& bboxes2, int64_t mode,             \
-                                bool aligned, double eps);
+                                bool aligned, double eps);                                                      \
+  at::Tensor deform_roi_pool_##dev(const at::Tensor& input, const at::Tensor& rois,                             \
+                                   const c10::optional<at::Tensor>& offset, double spatial_scale,               \
+                                   int64_t pooled_h, int64_t pooled_w, int64_t sampling_ratio, double gamma);   \
+  std::tuple<at::Tensor, at::Tensor> deform_roi_pool_backward_##dev(                                            \
+      const at::Tensor& grad, const at::Tensor& input, const at::Tensor& rois,                                  \
+      const c10::optional<at::Tensor>& offset, double spatial_scale, int64_t pooled_h, int64_t pooled_w,        \
+      int64_t sampling_ratio, double gamma);                                                                    \
+  at::Tensor ps_roi_pool_##dev(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,           \
+                               int64_t pooled_h, int64_t pooled_w);                                             \
+  at::Tensor ps_roi_pool_backward_##dev(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,   \
+                                        int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,    \
+                                        int64_t height, int64_t width);
 
 DETCORE_DECLARE_OPS(cpu)
 #ifdef WITH_CUDA
@@ -54,6 +66,10 @@ void check_deform_args(const char* op, const at::Tensor& input, const at::Tensor
                        int64_t dil_w, int64_t groups, int64_t deform_groups);
 void check_focal_args(const char* op, const at::Tensor& logits, const at::Tensor& targets,
                       const c10::optional<at::Tensor>& weight);
+void check_deform_roi_pool_args(const char* op, const at::Tensor& input, const at::Tensor& rois,
+                                const c10::optional<at::Tensor>& offset, int64_t pooled_h, int64_t pooled_w);
+void check_ps_roi_pool_args(const char* op, const at::Tensor& input, const at::Tensor& rois, int64_t pooled_h,
+                            int64_t pooled_w);
 void check_box_overlaps_args(const char* op, const at::Tensor& bboxes1, const at::Tensor& bboxes2, int64_t mode,
                              bool aligned);
 

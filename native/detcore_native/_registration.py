@@ -79,6 +79,30 @@ def _box_overlaps_fake(bboxes1, bboxes2, mode, aligned, eps):
     return bboxes1.new_empty(shape)
 
 
+@register_fake("detcore::deform_roi_pool")
+def _deform_roi_pool_fake(input, rois, offset, spatial_scale, pooled_height, pooled_width, sr, gamma):
+    torch._check(rois.dim() == 2 and rois.shape[1] == 5, lambda: "deform_roi_pool: rois must be (K, 5)")
+    return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
+
+
+@register_fake("detcore::_deform_roi_pool_backward")
+def _deform_roi_pool_backward_fake(grad, input, rois, offset, *args):
+    grad_offset = torch.empty_like(offset) if offset is not None else input.new_empty((0,))
+    return torch.empty_like(input), grad_offset
+
+
+@register_fake("detcore::ps_roi_pool")
+def _ps_roi_pool_fake(input, rois, spatial_scale, pooled_height, pooled_width):
+    torch._check(rois.dim() == 2 and rois.shape[1] == 5, lambda: "ps_roi_pool: rois must have shape (K, 5)")
+    out_dim = input.shape[1] // (pooled_height * pooled_width)
+    return input.new_empty((rois.shape[0], out_dim, pooled_height, pooled_width))
+
+
+@register_fake("detcore::_ps_roi_pool_backward")
+def _ps_roi_pool_backward_fake(grad, rois, spatial_scale, ph, pw, batch, channels, height, width):
+    return grad.new_empty((batch, channels, height, width))
+
+
 # ---------------------------------------------------------------- autograd
 def _roi_align_setup(ctx, inputs, output):
     input, rois, spatial_scale, ph, pw, sr, aligned = inputs
@@ -149,3 +173,33 @@ def _focal_backward(ctx, grad):
 
 
 register_autograd("detcore::sigmoid_focal_loss", _focal_backward, setup_context=_focal_setup)
+
+
+def _deform_roi_pool_setup(ctx, inputs, output):
+    input, rois, offset = inputs[:3]
+    ctx.save_for_backward(input, rois, offset)
+    ctx.args = inputs[3:]
+    ctx.has_offset = offset is not None
+
+
+def _deform_roi_pool_backward(ctx, grad):
+    input, rois, offset = ctx.saved_tensors
+    grad_input, grad_offset = ops._deform_roi_pool_backward(grad, input, rois, offset, *ctx.args)
+    return grad_input, None, grad_offset if ctx.has_offset else None, *([None] * len(ctx.args))
+
+
+register_autograd("detcore::deform_roi_pool", _deform_roi_pool_backward, setup_context=_deform_roi_pool_setup)
+
+
+def _ps_roi_pool_setup(ctx, inputs, output):
+    input, rois, spatial_scale, ph, pw = inputs
+    ctx.save_for_backward(rois)
+    ctx.args = (spatial_scale, ph, pw, *input.shape)
+
+
+def _ps_roi_pool_backward(ctx, grad):
+    (rois,) = ctx.saved_tensors
+    return ops._ps_roi_pool_backward(grad, rois, *ctx.args), None, None, None, None
+
+
+register_autograd("detcore::ps_roi_pool", _ps_roi_pool_backward, setup_context=_ps_roi_pool_setup)

@@ -11,6 +11,7 @@
 #include "../ops.h"
 #include "box_overlaps_kernels.cuh"
 #include "deform_kernels.cuh"
+#include "deform_roi_pool_kernels.cuh"
 #include "focal_kernels.cuh"
 #include "nms_kernels.cuh"
 #include "roi_kernels.cuh"
@@ -294,6 +295,99 @@ at::Tensor box_overlaps_cuda(const at::Tensor& bboxes1_, const at::Tensor& bboxe
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
+}
+
+at::Tensor deform_roi_pool_cuda(const at::Tensor& input_, const at::Tensor& rois_,
+                                const c10::optional<at::Tensor>& offset_, double spatial_scale, int64_t pooled_h,
+                                int64_t pooled_w, int64_t sampling_ratio, double gamma) {
+  check_deform_roi_pool_args("deform_roi_pool", input_, rois_, offset_, pooled_h, pooled_w);
+  const bool has_offset = offset_.has_value() && offset_->defined();
+  const at::Tensor offset = has_offset ? offset_->contiguous() : at::Tensor();
+  check_cuda("deform_roi_pool", {&input_, &rois_, &offset});
+  const c10::cuda::CUDAGuard guard(input_.device());
+  const at::Tensor input = input_.contiguous(), rois = rois_.contiguous();
+  at::Tensor out = at::zeros({rois.size(0), input.size(1), pooled_h, pooled_w}, input.options());
+  const int64_t total = out.numel();
+  if (total == 0 || input.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_roi_pool_cuda", [&] {
+    deform_roi_pool_forward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        total, input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(),
+        has_offset ? offset.data_ptr<scalar_t>() : nullptr, out.data_ptr<scalar_t>(), input.size(0), input.size(1),
+        input.size(2), input.size(3), pooled_h, pooled_w, static_cast<scalar_t>(spatial_scale), sampling_ratio,
+        static_cast<scalar_t>(gamma));
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> deform_roi_pool_backward_cuda(const at::Tensor& grad_, const at::Tensor& input_,
+                                                                 const at::Tensor& rois_,
+                                                                 const c10::optional<at::Tensor>& offset_,
+                                                                 double spatial_scale, int64_t pooled_h,
+                                                                 int64_t pooled_w, int64_t sampling_ratio,
+                                                                 double gamma) {
+  check_deform_roi_pool_args("deform_roi_pool backward", input_, rois_, offset_, pooled_h, pooled_w);
+  const bool has_offset = offset_.has_value() && offset_->defined();
+  const at::Tensor offset = has_offset ? offset_->contiguous() : at::Tensor();
+  check_cuda("deform_roi_pool backward", {&grad_, &input_, &rois_, &offset});
+  const c10::cuda::CUDAGuard guard(input_.device());
+  const at::Tensor grad = grad_.contiguous(), input = input_.contiguous(), rois = rois_.contiguous();
+  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == input.size(1) &&
+                  grad.size(2) == pooled_h && grad.size(3) == pooled_w,
+              "deform_roi_pool backward: grad has shape ", grad.sizes());
+  at::Tensor grad_input = at::zeros_like(input);
+  at::Tensor grad_offset = has_offset ? at::zeros_like(offset) : at::zeros({0}, input.options());
+  const int64_t total = grad.numel();
+  if (total == 0 || input.numel() == 0) return {grad_input, grad_offset};
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_deform_roi_pool_backward_cuda", [&] {
+    deform_roi_pool_backward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        total, grad.data_ptr<scalar_t>(), input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(),
+        has_offset ? offset.data_ptr<scalar_t>() : nullptr, grad_input.data_ptr<scalar_t>(),
+        has_offset ? grad_offset.data_ptr<scalar_t>() : nullptr, input.size(0), input.size(1), input.size(2),
+        input.size(3), pooled_h, pooled_w, static_cast<scalar_t>(spatial_scale), sampling_ratio,
+        static_cast<scalar_t>(gamma));
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {grad_input, grad_offset};
+}
+
+at::Tensor ps_roi_pool_cuda(const at::Tensor& input_, const at::Tensor& rois_, double spatial_scale,
+                            int64_t pooled_h, int64_t pooled_w) {
+  check_ps_roi_pool_args("ps_roi_pool", input_, rois_, pooled_h, pooled_w);
+  check_cuda("ps_roi_pool", {&input_, &rois_});
+  const c10::cuda::CUDAGuard guard(input_.device());
+  const at::Tensor input = input_.contiguous(), rois = rois_.contiguous();
+  at::Tensor out =
+      at::zeros({rois.size(0), input.size(1) / (pooled_h * pooled_w), pooled_h, pooled_w}, input.options());
+  const int64_t total = out.numel();
+  if (total == 0 || input.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detcore_ps_roi_pool_cuda", [&] {
+    ps_roi_pool_forward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        total, input.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), input.size(0),
+        input.size(1), input.size(2), input.size(3), pooled_h, pooled_w, static_cast<scalar_t>(spatial_scale));
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+at::Tensor ps_roi_pool_backward_cuda(const at::Tensor& grad_, const at::Tensor& rois_, double spatial_scale,
+                                     int64_t pooled_h, int64_t pooled_w, int64_t batch, int64_t channels,
+                                     int64_t height, int64_t width) {
+  check_cuda("ps_roi_pool backward", {&grad_, &rois_});
+  TORCH_CHECK(pooled_h > 0 && pooled_w > 0 && channels % (pooled_h * pooled_w) == 0,
+              "ps_roi_pool backward: channels ", channels, " must divide by ", pooled_h, "x", pooled_w);
+  const c10::cuda::CUDAGuard guard(grad_.device());
+  const at::Tensor grad = grad_.contiguous(), rois = rois_.contiguous();
+  at::Tensor grad_input = at::zeros({batch, channels, height, width}, grad.options());
+  const int64_t total = grad.numel();
+  if (total == 0 || grad_input.numel() == 0) return grad_input;
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "detcore_ps_roi_pool_backward_cuda", [&] {
+    ps_roi_pool_backward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, current_stream()>>>(
+        total, grad.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(), grad_input.data_ptr<scalar_t>(), batch,
+        channels, height, width, pooled_h, pooled_w, static_cast<scalar_t>(spatial_scale));
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return grad_input;
 }
 
 }  // namespace detcore
