@@ -36,6 +36,7 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.convert_cmd",
     "detcore.cli.optimize_anchors_cmd",
     "detcore.cli.report_cmd",
+    "detcore.cli.test_robustness_cmd",
 )
 
 

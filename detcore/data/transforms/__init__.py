@@ -1,6 +1,7 @@
 """Data-pipeline transforms: callables ``sample -> sample | None`` with the reference's keys."""
 
 from detcore.data.transforms.compose import Compose
+from detcore.data.transforms.corrupt import Corrupt
 from detcore.data.transforms.formatting import (
     ImageToTensor,
     PackDetInputs,
@@ -34,6 +35,7 @@ TRANSFORMS = {
         RandomCrop,
         SegRescale,
         PhotoMetricDistortion,
+        Corrupt,
         Expand,
         MinIoURandomCrop,
         MultiScaleFlipAug,
