@@ -28,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=("fp32", "bf16"),
         default=None,
         help="fp32, or bf16: bfloat16 convolutions and linears, float32 boxes (fp32 with a warning "
-        "where the CPU has no native bf16); default: the config's precision, else fp32",
+        "where the CPU has no native bf16); default: the config's precision, else automatic: bf16 where "
+        "the CPU computes it natively, fp32 elsewhere",
     )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=run)

@@ -30,6 +30,7 @@ def test_demo_trains_evaluates_and_draws(tmp_path, monkeypatch):
     assert Path(summary["checkpoint"]).is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["bbox_mAP"] <= 1.0 and "bbox_mAP_50" in metrics
+    assert metrics["precision"] == summary["precision"] in ("fp32", "bf16")  # which precision ran
     assert [Path(p).name for p in summary["pictures"]] and all(Path(p).is_file() for p in summary["pictures"])
     assert len(summary["pictures"]) == 2
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
