@@ -90,6 +90,13 @@ def test_forward_shapes_and_eval_mode():
         head(torch.randn(1, 8, 7, 7))
 
 
+def test_dilated_variant_keeps_shapes_and_parameters():
+    plain, dilated = small_head(), small_head(conv_dilation=2)
+    assert dilated.convs[1].conv.dilation == (2, 2) and dilated.convs[0].conv.dilation == (1, 1)
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in dilated.parameters()]
+    assert dilated(torch.randn(2, 8, 14, 14))["fused"].shape == (2, 9, 28, 28)
+
+
 def test_init_gives_probability_one_percent():
     head = small_head()
     assert torch.allclose(head.deconv2.bias, torch.full((9,), -math.log(99.0)))
