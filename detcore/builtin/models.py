@@ -2,7 +2,8 @@
 
 ``SingleStageDetector``, ``TwoStageDetector`` (kind ``detector``), ``AnchorHead`` (kind
 ``dense_head``), the RoI heads, their box and mask heads and ``FusedSemanticHead`` (kind ``roi_head``),
-``SingleRoIExtractor`` (kind ``roi_extractor``) and ``RoIAlign`` / ``RoIPool`` (kind ``roi_layer``)
+``SingleRoIExtractor`` (kind ``roi_extractor``) and ``RoIAlign`` / ``RoIPool`` / ``DeformRoIPoolPack`` /
+``ModulatedDeformRoIPoolPack`` (kind ``roi_layer``)
 are usable directly from configs; detector families subclass them in their own plugins.
 """
 
@@ -25,7 +26,7 @@ from detcore.models.roi_heads import (
 )
 from detcore.models.roi_heads.mask_heads import FCNMaskHead
 from detcore.models.roi_heads.semantic_heads import FusedSemanticHead
-from detcore.ops.modules import RoIAlign, RoIPool
+from detcore.ops.modules import DeformRoIPoolPack, ModulatedDeformRoIPoolPack, RoIAlign, RoIPool
 
 
 @hookimpl
@@ -63,4 +64,9 @@ def detcore_register_roi_extractors() -> Mapping[str, Factory]:
 
 @hookimpl
 def detcore_register_roi_layers() -> Mapping[str, Factory]:
-    return {"RoIAlign": RoIAlign, "RoIPool": RoIPool}
+    return {
+        "RoIAlign": RoIAlign,
+        "RoIPool": RoIPool,
+        "DeformRoIPoolPack": DeformRoIPoolPack,
+        "ModulatedDeformRoIPoolPack": ModulatedDeformRoIPoolPack,
+    }
