@@ -20,7 +20,7 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
     pip_install torch==2.13.0
 fi
 pip_install setuptools wheel
-pip_install -e ".[test,plot,track]"
+pip_install -e ".[test,plot,track,deploy]"
 
 if [ -f native/setup.py ] || [ -f native/pyproject.toml ]; then
     if ! "$VPY" -c "import detcore_native" 2>/dev/null || [ "${DETCORE_REBUILD_NATIVE:-0}" = 1 ]; then

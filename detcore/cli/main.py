@@ -37,6 +37,7 @@ SUBCOMMAND_MODULES = (
     "detcore.cli.optimize_anchors_cmd",
     "detcore.cli.report_cmd",
     "detcore.cli.test_robustness_cmd",
+    "detcore.cli.export_cmd",
 )
 
 
