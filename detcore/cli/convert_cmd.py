@@ -1,4 +1,4 @@
-"""``detcore convert images2coco|voc2coco ...``: datasets to COCO JSON."""
+"""``detcore convert images2coco|voc2coco|cityscapes2coco ...``: datasets to COCO JSON."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("convert", help="convert datasets to COCO JSON (images2coco, voc2coco)")
+    p = subparsers.add_parser(
+        "convert", help="convert datasets to COCO JSON (images2coco, voc2coco, cityscapes2coco)"
+    )
     sub = p.add_subparsers(dest="converter", metavar="CONVERTER", required=True)
     images = sub.add_parser("images2coco", help="a folder of images -> a test-set JSON without annotations")
     images.add_argument("img_dir", help="root folder of the images (searched recursively)")
@@ -19,6 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     voc.add_argument("-o", "--out-dir", default=None, help="where to write (default: DEVKIT/coco_format)")
     voc.add_argument("--splits", nargs="+", default=["train", "val", "trainval", "test"])
     voc.set_defaults(func=run_voc2coco)
+    city = sub.add_parser("cityscapes2coco", help="Cityscapes instance-id maps -> COCO JSON per split")
+    city.add_argument("root", help="the Cityscapes folder (holding leftImg8bit/ and gtFine/)")
+    city.add_argument("-o", "--out-dir", default=None, help="where to write (default: ROOT/annotations)")
+    city.add_argument("--splits", nargs="+", default=["train", "val", "test"])
+    city.set_defaults(func=run_cityscapes2coco)
 
 
 def run_images2coco(args: argparse.Namespace) -> int:
@@ -36,5 +43,16 @@ def run_voc2coco(args: argparse.Namespace) -> int:
 
     out_dir = args.out_dir or str(Path(args.devkit) / "coco_format")
     for path in voc2coco(args.devkit, out_dir, args.splits):
+        print(f"wrote {path}")
+    return 0
+
+
+def run_cityscapes2coco(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from detcore.tools.convert import cityscapes2coco
+
+    out_dir = args.out_dir or str(Path(args.root) / "annotations")
+    for path in cityscapes2coco(args.root, out_dir, args.splits):
         print(f"wrote {path}")
     return 0

@@ -2,6 +2,7 @@
 
 - :func:`images2coco`: a folder of images and a class list -> a test-set JSON without annotations
   (to run ``detcore test``/``infer`` on unlabelled data with CocoDataset);
+- :func:`cityscapes2coco`: Cityscapes' instance-id maps -> ``instancesonly_filtered_gtFine_<split>.json``;
 - :func:`voc2coco`: a VOC devkit (``VOC2007``/``VOC2012`` with ``ImageSets/Main/<split>.txt``,
   ``Annotations/*.xml``) -> one ``voc<year>_<split>.json`` per split found. Boxes are VOC's 1-based
   inclusive pixels made 0-based (``x - 1``), width ``xmax - xmin + 1``; ``difficult`` objects become
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from detcore.errors import DetcoreError
 
@@ -116,4 +117,76 @@ def voc2coco(
             written.append(out)
     if not written:
         raise DetcoreError(f"{devkit}: none of the splits {list(splits)} has an ImageSets/Main/<split>.txt")
+    return written
+
+
+#: Cityscapes' instance classes (label id -> name), in the order of the reference's CityscapesDataset
+CITYSCAPES_CLASSES: dict[int, str] = {
+    24: "person", 25: "rider", 26: "car", 27: "truck",
+    28: "bus", 31: "train", 32: "motorcycle", 33: "bicycle",
+}  # fmt: skip
+
+
+def _mask_polygons(mask: Any) -> list[list[float]]:
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype("uint8"), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+
+
+def cityscapes2coco(
+    root: str | Path, out_dir: str | Path, splits: Sequence[str] = ("train", "val", "test")
+) -> list[Path]:
+    """Cityscapes (``leftImg8bit/<split>/<city>/*_leftImg8bit.png`` and ``gtFine/<split>/<city>/
+    *_gtFine_instanceIds.png``) -> ``instancesonly_filtered_gtFine_<split>.json`` per split found.
+
+    Read from the 16-bit instance-id maps (no cityscapesscripts needed): a pixel value ``v >= 1000`` is
+    instance ``v % 1000`` of label id ``v // 1000``; a value below 1000 of an instance class is a group
+    region of that class, written with ``iscrowd = 1``. Masks become polygons (OpenCV contours); boxes
+    and areas come from the masks.
+    """
+    import cv2
+    import numpy as np
+
+    root = Path(root)
+    label_to_cat = {label: i for i, label in enumerate(CITYSCAPES_CLASSES, 1)}
+    written = []
+    for split in splits:
+        gt_dir = root / "gtFine" / split
+        if not gt_dir.is_dir():
+            continue
+        images, annotations = [], []
+        for ids_path in sorted(gt_dir.glob("*/*_gtFine_instanceIds.png")):
+            stem = ids_path.name[: -len("_gtFine_instanceIds.png")]
+            image_path = root / "leftImg8bit" / split / ids_path.parent.name / f"{stem}_leftImg8bit.png"
+            ids = cv2.imread(str(ids_path), cv2.IMREAD_UNCHANGED)
+            if ids is None:
+                raise DetcoreError(f"{ids_path}: not a readable instance-id PNG")
+            image_id = len(images)
+            name = image_path.relative_to(root / "leftImg8bit" / split).as_posix()
+            images.append({"id": image_id, "file_name": name, "width": int(ids.shape[1]),
+                           "height": int(ids.shape[0]), "seg_file_name": ids_path.name})  # fmt: skip
+            for value in np.unique(ids):
+                label = int(value) // 1000 if value >= 1000 else int(value)
+                if label not in label_to_cat:
+                    continue
+                mask = ids == value
+                ys, xs = np.nonzero(mask)
+                x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+                polygons = _mask_polygons(mask)
+                if not polygons:
+                    continue
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": image_id, "category_id": label_to_cat[label],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": int(mask.sum()),
+                    "iscrowd": int(value < 1000), "segmentation": polygons,
+                })  # fmt: skip
+        categories = [{"id": i, "name": name, "supercategory": "cityscapes"}
+                      for i, name in enumerate(CITYSCAPES_CLASSES.values(), 1)]  # fmt: skip
+        out = Path(out_dir) / f"instancesonly_filtered_gtFine_{split}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+        written.append(out)
+    if not written:
+        raise DetcoreError(f"{root}: no gtFine/<split> folder for {list(splits)} (is this Cityscapes?)")
     return written

@@ -67,3 +67,34 @@ def test_voc2coco_boxes_and_difficult_objects(tmp_path):
     assert cat["iscrowd"] == 1 and names[cat["category_id"] - 1] == "cat"  # difficult -> ignored
     with pytest.raises(Exception, match="no VOC<year>/ImageSets/Main"):
         voc2coco(tmp_path, tmp_path / "out")
+
+
+def test_cityscapes2coco_from_instance_id_maps(tmp_path, capsys):
+    import cv2
+
+    from detcore.cli.main import main
+
+    ids = np.zeros((40, 60), np.uint16)
+    ids[:, :] = 7  # road: not an instance class
+    ids[5:15, 10:30] = 26001  # car instance 1: 20 x 10 pixels
+    ids[20:30, 5:10] = 24001  # person instance 1
+    ids[20:25, 40:50] = 26  # a group of cars: crowd
+    city = tmp_path / "cityscapes"
+    (city / "gtFine" / "val" / "aachen").mkdir(parents=True)
+    (city / "leftImg8bit" / "val" / "aachen").mkdir(parents=True)
+    ids_file = city / "gtFine" / "val" / "aachen" / "aachen_000000_000019_gtFine_instanceIds.png"
+    assert cv2.imwrite(str(ids_file), ids)
+    assert main(["convert", "cityscapes2coco", str(city), "--splits", "val"]) == 0
+    data = json.loads((city / "annotations" / "instancesonly_filtered_gtFine_val.json").read_text())
+    assert data["images"][0]["file_name"] == "aachen/aachen_000000_000019_leftImg8bit.png"
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    anns = {(names[a["category_id"]], a["iscrowd"]): a for a in data["annotations"]}
+    assert set(anns) == {("car", 0), ("person", 0), ("car", 1)}
+    assert anns[("car", 0)]["bbox"] == [10, 5, 20, 10] and anns[("car", 0)]["area"] == 200
+    assert anns[("person", 0)]["bbox"] == [5, 20, 5, 10]
+    assert anns[("car", 1)]["area"] == 50
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.frPyObjects(anns[("car", 0)]["segmentation"], 40, 60)
+    assert abs(int(mask_utils.area(mask_utils.merge(rle))) - 200) <= 30  # polygon through the pixel centres
+    assert "wrote" in capsys.readouterr().out
