@@ -186,3 +186,16 @@ def test_cuda_matches_cpu(force, dtype):
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-9)
     for a, b in zip(res["cpu"], res["cuda"]):
         torch.testing.assert_close(a, b, **tol)
+
+
+@needs_native
+def test_opcheck_schema_fake_and_autograd_registration():
+    """torch.library.opcheck: schema, fake kernel (torch.compile / export), autograd registration."""
+    x = torch.randn(2, 3, 8, 9, dtype=torch.float64, requires_grad=True)
+    rois = torch.tensor([[0, 1.0, 1.0, 6.0, 7.0], [1, 0.0, 2.0, 9.0, 5.0]], dtype=torch.float64)
+    off = torch.randn(2, 2, 2, 2, dtype=torch.float64, requires_grad=True)
+    for offset, sr in ((off, 0), (None, 2)):
+        result = torch.library.opcheck(
+            torch.ops.detcore.deform_roi_pool.default, (x, rois, offset, 0.5, 2, 2, sr, 0.1)
+        )
+        assert set(result.values()) == {"SUCCESS"}, result
