@@ -51,13 +51,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 #: family -> its standard config (relative to the repository root). Add a family with one line.
 FAMILIES: dict[str, str] = {
     "retinanet": "configs/retinanet/retinanet_r50_fpn_1x_coco.toml",
+    "fsaf": "configs/fsaf/fsaf_r50_fpn_1x_coco.toml",
     "ssd": "configs/ssd/ssd300_coco.toml",
     "fcos": "configs/fcos/fcos_r50_caffe_fpn_gn-head_1x_coco.toml",
+    "ga_retinanet": "configs/guided_anchoring/ga_retinanet_r50_caffe_fpn_1x_coco.toml",
     "rpn": "configs/rpn/rpn_r50_fpn_1x_coco.toml",
+    "ga_faster_rcnn": "configs/guided_anchoring/ga_faster_r50_caffe_fpn_1x_coco.toml",
     "faster_rcnn": "configs/faster_rcnn/faster_rcnn_r50_fpn_1x_coco.toml",
     "mask_rcnn": "configs/mask_rcnn/mask_rcnn_r50_fpn_1x_coco.toml",
     "cascade_rcnn": "configs/cascade_rcnn/cascade_rcnn_r50_fpn_1x_coco.toml",
     "cascade_mask_rcnn": "configs/cascade_rcnn/cascade_mask_rcnn_r50_fpn_1x_coco.toml",
+    "faster_rcnn_hrnet": "configs/hrnet/faster_rcnn_hrnetv2p_w32_1x_coco.toml",
+    "mask_rcnn_gcb": "configs/gcnet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco.toml",
+    "faster_rcnn_attention": "configs/empirical_attention/faster_rcnn_r50_fpn_attention_1111_1x_coco.toml",
+    "grid_rcnn": "configs/grid_rcnn/grid_rcnn_r50_fpn_gn-head_2x_coco.toml",
+    "ms_rcnn": "configs/ms_rcnn/ms_rcnn_r50_caffe_fpn_1x_coco.toml",
+    "tridentnet": "configs/tridentnet/tridentnet_r50_caffe_1x_coco.toml",
 }
 
 GEMM_N = 4096  # the peak-measuring matmul: (N, N) @ (N, N), 2 * N**3 FLOPs (--gemm-n changes it)

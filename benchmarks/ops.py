@@ -62,6 +62,17 @@ def cases(device: str):
                 "roi_align",
                 (lambda r=rois, s=size: (feats, r, s, 0.25, 0, True)),
             )
+    rois = _rois(512, gen, device)
+    doff = (torch.randn(512, 2, 7, 7, generator=gen) * 0.5).to(device)
+    yield (
+        "deform_roi_pool 512 rois 7x7 offsets (fwd+bwd)",
+        "deform_roi_pool",
+        (lambda: (feats, rois, doff, 7, 0.25, 0, 0.1)),
+    )
+    psmaps = torch.randn(1, 49 * 21, 38, 63, generator=gen).to(device)
+    psrois = _rois(300, gen, device) * torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0], device=device) * 0.45
+    ps_name = "ps_roi_pool 300 rois 7x7 1x1029x38x63 (fwd+bwd)"
+    yield ps_name, "ps_roi_pool", (lambda: (psmaps, psrois, 7, 1 / 16))
     x = torch.randn(1, 256, 100, 168, generator=gen).to(device)
     w = torch.randn(256, 256, 3, 3, generator=gen).to(device) * 0.01
     off = torch.randn(1, 18, 100, 168, generator=gen).to(device)
@@ -101,6 +112,16 @@ def _call(kind: str, args, impl: str):
         x, off, w, b, s, p = _with_grad(args)
         fns["deform"](x, off, w, b, s, p).sum().backward()
         return x.grad
+    if kind == "deform_roi_pool" and impl != "torchvision":
+        feats, rois, off, *rest = args
+        feats, off = feats.detach().requires_grad_(), off.detach().requires_grad_()
+        ops.deform_roi_pool(feats, rois, off, *rest).sum().backward()
+        return off.grad
+    if kind == "ps_roi_pool" and impl != "torchvision":
+        maps, rois, *rest = args
+        maps = maps.detach().requires_grad_()
+        ops.ps_roi_pool(maps, rois, *rest).sum().backward()
+        return maps.grad
     if kind == "box_overlaps":
         return fns["iou"](*args)
     if kind == "focal" and impl != "torchvision":
@@ -119,8 +140,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated op kinds to run: nms, roi_align, deform_conv2d, deform_conv2d_train, "
-        "box_overlaps, focal",
+        help="comma-separated op kinds to run: nms, roi_align, deform_roi_pool, ps_roi_pool, deform_conv2d, "
+        "deform_conv2d_train, box_overlaps, focal",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -152,7 +173,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                 lambda k=kind, a=a: _call(k, a, "native"), args.repeats * 5, torch.cuda.synchronize
             )
             t_tv = None
-            if has_tv and kind != "focal":
+            if has_tv and kind not in ("focal", "deform_roi_pool", "ps_roi_pool"):
                 t_tv = _timeit(
                     lambda k=kind, a=a: _call(k, a, "torchvision"), args.repeats * 5, torch.cuda.synchronize
                 )
