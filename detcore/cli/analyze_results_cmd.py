@@ -25,23 +25,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detcore.config import load_config
     from detcore.errors import DetcoreError
     from detcore.tools.analyze_results import draw_comparison, rank_images
-    from detcore.tools.results import (
-        ground_truth_of,
-        image_file,
-        load_results,
-        load_test_dataset,
-        pair_with_truth,
-    )
+    from detcore.tools.results import image_file, load_pairs
 
     if args.topk < 1:
         raise DetcoreError(f"--topk must be at least 1, got {args.topk}")
-    cfg = load_config(args.config, args.overrides)
-    dataset = load_test_dataset(cfg)
-    results, _ = load_results(args.results)
-    pairs = pair_with_truth(results, ground_truth_of(dataset), where=args.results)
+    dataset, pairs = load_pairs(args.config, args.results, args.overrides)
     classes = list(dataset.CLASSES)
     ranked = rank_images(pairs, len(classes), args.score_thr)
     out = Path(args.show_dir)

@@ -23,14 +23,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detcore.config import load_config
     from detcore.tools.confusion_matrix import confusion_matrix, save_confusion_matrix
-    from detcore.tools.results import ground_truth_of, load_results, load_test_dataset, pair_with_truth
+    from detcore.tools.results import load_pairs
 
-    cfg = load_config(args.config, args.overrides)
-    dataset = load_test_dataset(cfg)
-    results, _ = load_results(args.results)
-    pairs = pair_with_truth(results, ground_truth_of(dataset), where=args.results)
+    dataset, pairs = load_pairs(args.config, args.results, args.overrides)
     classes = list(dataset.CLASSES)
     matrix = confusion_matrix(pairs, len(classes), args.score_thr, args.tp_iou_thr, args.nms_iou_thr)
     settings = {"score_thr": args.score_thr, "tp_iou_thr": args.tp_iou_thr, "nms_iou_thr": args.nms_iou_thr}

@@ -26,20 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detcore.config import load_config
     from detcore.tools.report import build_report
-    from detcore.tools.results import (
-        ground_truth_of,
-        image_file,
-        load_results,
-        load_test_dataset,
-        pair_with_truth,
-    )
+    from detcore.tools.results import image_file, load_pairs
 
-    cfg = load_config(args.config, args.overrides)
-    dataset = load_test_dataset(cfg)
-    results, _ = load_results(args.results)
-    pairs = pair_with_truth(results, ground_truth_of(dataset), where=args.results)
+    dataset, pairs = load_pairs(args.config, args.results, args.overrides)
     files = {result.img_id: image_file(dataset, result, truth) for result, truth in pairs}
     title = args.title or f"{Path(args.config).stem}: results"
     page = build_report(title, pairs, list(dataset.CLASSES), files, args.log, args.topk, args.score_thr)

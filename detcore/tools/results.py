@@ -106,6 +106,20 @@ def pair_with_truth(
     return pairs
 
 
+def load_pairs(
+    config: str | Path, results: str | Path, overrides: list[str] | None = None
+) -> tuple[Any, list[tuple[ImageResult, ImageTruth]]]:
+    """The config's test dataset and every saved result paired with its image's ground truth.
+
+    The common first step of the analysis commands: ``config`` (with ``KEY=VALUE`` overrides) names
+    the test data, ``results`` is a ``detcore test --out`` JSON file.
+    """
+    from detcore.config import load_config
+
+    dataset = load_test_dataset(load_config(config, overrides or []))
+    loaded, _ = load_results(results)
+    return dataset, pair_with_truth(loaded, ground_truth_of(dataset), where=str(results))
+
 
 def image_file(dataset: Any, result: ImageResult, truth: ImageTruth) -> Path | None:
     """The image file of a result: the path ``detcore test`` recorded, else the dataset's
