@@ -207,3 +207,23 @@ def test_multiscale_2x_retinanet_settings():
     assert cfg["optimizer"]["lr"] == 0.01 and cfg["optimizer_config"]["grad_clip"]["max_norm"] == 35
     norm = [t for t in cfg["data"]["train"]["pipeline"] if t["type"] == "Normalize"][0]
     assert norm["to_rgb"] is False and norm["std"] == [1.0, 1.0, 1.0]
+
+
+def test_ga_fast_rcnn_is_fast_rcnn_on_300_ga_rpn_proposals():
+    """GA-Fast R-CNN has no GA module: the Fast R-CNN reference layout; the GA settings are the RoI
+    assigner at 0.6, 256 RoIs, the finer box coder, the caffe backbone and the GA-RPN proposal files."""
+    name = "ga_fast_r50_caffe_fpn_1x_coco"
+    keys = reference_keys_or_skip("fast_rcnn_r50_fpn_1x_coco")
+    model = meta_model(GA / f"{name}.toml")
+    assert state_dict_layout(model) == keys.entries and count(model) == keys.param_count
+    cfg = config(GA / f"{name}.toml")
+    m = cfg["model"]
+    assert m["type"] == "FastRCNN" and m["backbone"]["style"] == "caffe"
+    assert m["roi_head"]["bbox_head"]["bbox_coder"]["target_stds"] == [0.05, 0.05, 0.1, 0.1]
+    assigner = m["train_cfg"]["rcnn"]["assigner"]
+    assert (assigner["pos_iou_thr"], assigner["neg_iou_thr"], assigner["min_pos_iou"]) == (0.6, 0.6, 0.6)
+    assert m["train_cfg"]["rcnn"]["sampler"]["num"] == 256 and m["test_cfg"]["rcnn"]["score_thr"] == 0.001
+    loads = {split: cfg["data"][split]["pipeline"][1] for split in ("train", "val", "test")}
+    assert all(t["type"] == "LoadProposals" and "ga_rpn" in t["proposal_file"] for t in loads.values())
+    assert loads["train"]["num_max_proposals"] == 300 and loads["test"].get("num_max_proposals") is None
+    assert cfg["optimizer_config"]["grad_clip"]["max_norm"] == 35
