@@ -17,7 +17,7 @@ from detcore.testing import (
     check_reference_layout,
     fake_batch,
     load_validated_config,
-    train_steps,
+    shapes_batches,
 )
 
 pytest.importorskip("det_plugin_tridentnet", reason="det-plugin-tridentnet is not installed")
@@ -149,26 +149,90 @@ def _fixed_losses(model: torch.nn.Module, batch: dict) -> dict[str, float]:
             if k in LOSSES}  # fmt: skip
 
 
-def test_losses_and_thirty_iterations_lower_rpn_and_cls_losses():
-    """30 Adam steps of the whole detector on one painted batch; the RPN's losses and the RoI
-    classification loss, measured on fixed proposals before and after, fall. The RoI regression does
-    not learn measurably in 30 steps at this scale (stride-16 features of 128 px images): measured
-    1.10 -> 1.11-1.18 here, and 1.10 -> 1.15 for the plain Faster R-CNN of the same tables without
-    trident blocks, so it is only held finite and from rising by more than 10%."""
+def _train_on_fixed_proposals(model: torch.nn.Module, batch: dict, iterations: int) -> None:
+    """Adam steps (lr 2e-3, clip 35) of the whole detector through the three branches: the RPN on its
+    anchors, the RoI head on :func:`_fixed_proposals` (the RPN's proposals would change the RoI head's
+    task as the RPN learns; see the test below)."""
+    from detcore.engine.loops import parse_losses
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=2e-3)
+    model.train()
+    for _ in range(iterations):
+        feats = model.extract_feat(batch["imgs"])
+        gts, ignored = model.branch_ground_truth(batch["gt_instances"], batch["gt_ignored_instances"])
+        metas = list(batch["img_metas"]) * model.num_branch
+        losses = dict(model.rpn_head.loss(feats, gts, metas, ignored))
+        proposals = _fixed_proposals(batch) * model.num_branch
+        losses.update(model.roi_head.loss(feats, proposals, gts, metas, ignored))
+        total, _ = parse_losses(losses)
+        assert torch.isfinite(total)
+        optimizer.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 35.0)
+        optimizer.step()
+
+
+def test_losses_and_thirty_iterations_lower_every_loss(tmp_path):
+    """30 Adam steps on two shapes images (128 px) lower every loss, measured on the same inputs before
+    and after (RPN on its anchors, RoI head on fixed proposals, samplers seeded).
+
+    The RoI head trains on the fixed proposals, not the RPN's: trained on the RPN's proposals (plus the
+    gt boxes) its positives are mostly the gt boxes themselves (12 of 12-24 here, target 0) and a few
+    RPN boxes close to them, so 30 steps teach it nothing about the fixed proposals' +-20 % offsets
+    (measured 1.10 -> 1.18 for this model, 1.10 -> 1.15 for a plain C4 Faster R-CNN of the same tables
+    and 0.72 -> 0.73 for faster_rcnn_shapes' FPN model under that protocol; after 150 steps 1.10 ->
+    0.91 here). Not a defect of the box branch: test_box_targets_loss_and_gradient_by_hand checks it."""
     model = _small_model()
-    batch = fake_batch(num_images=2, img_size=(128, 128), num_classes=3, boxes_per_image=2)
+    (batch,) = shapes_batches(tmp_path / "shapes", num_batches=1, batch_size=2, image_size=128)
     model.train()
     losses = model(**batch)
     assert set(losses) == {*LOSSES, "acc"}
     # the RPN and the RoI head see the three branches as 6 images
     assert model.backbone(batch["imgs"])[0].shape[0] == 6
     before = _fixed_losses(model, batch)
-    train_steps(model, batch, iterations=30, lr=2e-3, optimizer="adam", clip_grad=35.0)
+    _train_on_fixed_proposals(model, batch, iterations=30)
     after = _fixed_losses(model, batch)
-    for name in ("loss_rpn_cls", "loss_rpn_bbox", "loss_cls"):
-        assert after[name] < 0.6 * before[name], f"{name}: {before[name]:.4f} -> {after[name]:.4f}"
-    bbox = (before["loss_bbox"], after["loss_bbox"])
-    assert bbox[1] < 1.1 * bbox[0], f"loss_bbox: {bbox[0]:.4f} -> {bbox[1]:.4f}"
+    # measured after / before (init seeds 0-2): rpn_cls 0.05, rpn_bbox 0.60-0.78, cls 0.01, bbox 0.64-0.66
+    limits = {"loss_rpn_cls": 0.5, "loss_rpn_bbox": 0.9, "loss_cls": 0.5, "loss_bbox": 0.85}
+    for name, limit in limits.items():
+        assert after[name] < limit * before[name], f"{name}: {before[name]:.4f} -> {after[name]:.4f}"
+
+
+def test_box_targets_loss_and_gradient_by_hand():
+    """One image, one gt box (20, 16, 84, 64) of class 1, a proposal (24, 12, 88, 72) offset from it
+    (IoU 0.71) and a far one: the sampled RoIs are the gt box (added as a proposal), the offset one
+    (positives) and the far one (negative); the regression targets are the hand-computed deltas over
+    the coder's stds (0.1, 0.1, 0.2, 0.2); loss_bbox is the L1 of the class-1 deltas of the two
+    positives over the 3 sampled RoIs (the reference's avg_factor), and its gradient reaches fc_reg's
+    class-1 rows only and, through RoIAlign at stride 16, the res4 features."""
+    import math
+
+    head = _small_model().roi_head.train()
+    gt = Instances(bboxes=torch.tensor([[20.0, 16.0, 84.0, 64.0]]), labels=torch.tensor([1]))
+    proposals = [Instances(bboxes=torch.tensor([[24.0, 12.0, 88.0, 72.0], [96.0, 96.0, 120.0, 124.0]]))]
+    feats = torch.randn(1, 128, 8, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    meta = {"img_shape": (128, 128, 3), "pad_shape": (128, 128, 3), "scale_factor": [1.0] * 4}
+    (res,) = head.sample([feats], proposals, [gt])
+    assert res.pos_bboxes.tolist() == [[20.0, 16.0, 84.0, 64.0], [24.0, 12.0, 88.0, 72.0]]
+    assert res.pos_is_gt.tolist() == [1, 0] and res.neg_bboxes.tolist() == [[96.0, 96.0, 120.0, 124.0]]
+    labels, _, targets, weights = head.bbox_head.get_targets([res])
+    assert labels.tolist() == [1, 1, 3] and weights.sum(1).tolist() == [4.0, 4.0, 0.0]
+    # proposal: centre (56, 42), size 64 x 60; gt: centre (52, 40), size 64 x 48
+    by_hand = [(52 - 56) / 64 / 0.1, (40 - 42) / 60 / 0.1, math.log(64 / 64) / 0.2, math.log(48 / 60) / 0.2]
+    torch.testing.assert_close(targets[1], torch.tensor(by_hand))
+    assert targets[0].abs().max() < 1e-6 and targets[2].abs().max() == 0
+    torch.manual_seed(0)
+    losses = head.loss([feats], proposals, [gt], [meta])
+    rois = torch.cat([torch.zeros(3, 1), torch.cat([res.pos_bboxes, res.neg_bboxes])], 1)
+    bbox_pred = head._bbox_forward([feats], rois)["bbox_pred"].view(3, 3, 4)
+    want = (bbox_pred[:2, 1] - targets[:2]).abs().sum() / 3
+    torch.testing.assert_close(losses["loss_bbox"], want)
+    feats.grad = None
+    losses["loss_bbox"].backward()
+    grad = head.bbox_head.fc_reg.weight.grad.view(3, 4, -1).abs().sum(-1)
+    assert (grad[1] > 0).all() and grad[0].sum() == 0 and grad[2].sum() == 0
+    assert feats.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("test_branch_idx", [1, -1])
