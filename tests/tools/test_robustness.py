@@ -71,6 +71,23 @@ def test_digital_corruptions_by_hand():
     assert abs(blurred[25, 25, 0] - 220) <= 2 and 30 < blurred[39, 25, 0] - 120 < 100
 
 
+def test_elastic_transform_keeps_objects_on_their_boxes():
+    # a white square on black, 400 px: the field is uniform +-2 px noise smoothed with sigma 4 px, times
+    # alpha 12.5..30, so pixels move by a few px at most and the square's centroid stays put; a stronger
+    # severity (the same seed: the same field, a larger alpha) changes more pixels
+    img = np.zeros((400, 400, 3), np.uint8)
+    img[150:250, 120:220] = 255
+    changed = []
+    for severity in range(1, 6):
+        out = corrupt(img, "elastic_transform", severity, seed=0)[..., 0].astype(float)
+        ys, xs = np.nonzero(out > 127)
+        assert abs(ys.mean() - 199.5) < 1.5 and abs(xs.mean() - 169.5) < 1.5, severity
+        inside = out[165:235, 135:205]  # 15 px in from every edge: untouched by a few-px field
+        assert (inside == 255).all(), severity
+        changed.append(np.abs(out - img[..., 0]).mean())
+    assert changed == sorted(changed) and changed[0] > 0
+
+
 def test_groups_and_summary():
     assert resolve_corruptions(["noise", "fog", "gaussian_noise"]) == [
         "gaussian_noise", "shot_noise", "impulse_noise", "fog"]  # fmt: skip
